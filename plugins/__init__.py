@@ -1,0 +1,1 @@
+"""First-party plugins, registered through entry points like any third-party plugin."""

@@ -1,0 +1,1 @@
+"""Recipes, selected as `+recipe=NAME`. Installed as `framework_recipes`."""
