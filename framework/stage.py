@@ -44,7 +44,10 @@ class Stage(Plugin, ABC):
     outputs: ClassVar[Mapping[str, str]] = {}
 
     def check(self, inputs: Mapping[str, Artifact], where: str) -> None:
-        """Extra validation before weights load; raise ConfigError naming `where`."""
+        """Extra validation before weights load; raise ConfigError naming `where`.
+
+        `inputs` holds the inputs known before the run (the model and data sources); inputs wired
+        to earlier stages' outputs are absent, since those do not exist yet."""
 
     def output_meta(self, name: str, inputs: Mapping[str, Artifact]) -> Optional[dict]:
         """Static metadata of an output, known before running (e.g. the tokenizer it uses)."""

@@ -23,3 +23,13 @@ class DataSourceConfig:
     # Rename columns before parsing, e.g. {question: prompt, response_j: chosen}.
     columns: Dict[str, str] = field(default_factory=dict)
     limit: Optional[int] = None  # keep only the first N rows (after renaming)
+
+
+def data_artifact(source: DataSourceConfig):
+    """The artifact for a data source: its settings travel in `meta`."""
+    import dataclasses
+
+    from framework.artifacts import Artifact
+
+    return Artifact(source.kind, source.path, dataclasses.asdict(source))
+

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
-
 from framework.models.embedded import resolve_model_path
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "auto": "auto"}
+DTYPES = ("float32", "bfloat16", "float16", "auto")
 
 
 def load_kwargs(model_cfg: Any) -> dict:
     """Keyword arguments for `from_pretrained` from the `model` config node."""
+    import torch  # imported here so that reading configs stays fast
+
+    if model_cfg.dtype not in DTYPES:
+        raise ValueError(f"model.dtype: {model_cfg.dtype!r} is not one of {', '.join(DTYPES)}.")
     kwargs = {
-        "dtype": DTYPES[model_cfg.dtype],
+        "dtype": model_cfg.dtype if model_cfg.dtype == "auto" else getattr(torch, model_cfg.dtype),
         "trust_remote_code": bool(model_cfg.trust_remote_code),
     }
     if model_cfg.revision:

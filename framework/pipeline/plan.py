@@ -17,9 +17,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from framework import plugins
 from framework.artifacts import MODEL, Artifact
-from framework.data.config import DataSourceConfig
+from framework.data.config import DataSourceConfig, data_artifact
 from framework.errors import ConfigError, FrameworkError
 from framework.models.embedded import check_embedded
+from framework.models.loading import DTYPES
 from framework.stage import Stage
 
 
@@ -46,11 +47,6 @@ def model_artifact(model_cfg: Any) -> Artifact:
     return Artifact(MODEL, meta["name_or_path"], meta)
 
 
-def data_artifact(source: DataSourceConfig | Mapping) -> Artifact:
-    meta = dataclasses.asdict(source) if dataclasses.is_dataclass(source) else dict(source)
-    return Artifact(meta["kind"], meta["path"], meta)
-
-
 def build_plan(cfg: DictConfig) -> list[PlannedStage]:
     problems: list[str] = []
     sources = _external_sources(cfg, problems)
@@ -64,16 +60,22 @@ def build_plan(cfg: DictConfig) -> list[PlannedStage]:
         where = f"stages.{name}"
         try:
             cls = plugins.stages.get(node.plugin)
+        except FrameworkError as exc:
+            problems.append(f"{where}: {exc}")
+            produced[name] = None  # unknown outputs: do not report its consumers as well
+            continue
+        produced_before = dict(produced)
+        produced[name] = dict(cls.outputs)
+        try:
             stage = cls(cls.parse_config(node.params, f"{where}.params"))
         except FrameworkError as exc:
-            problems.append(f"{where}: {exc}" if not str(exc).startswith(where) else str(exc))
-            produced[name] = {}
+            problems.append(str(exc))
             continue
-        inputs = _wire(name, cls, node.inputs, sources, produced, all_stages, problems)
-        produced[name] = dict(cls.outputs)
+        inputs = _wire(name, cls, node.inputs, sources, produced_before, all_stages, problems)
         if len(inputs) == len(node.inputs):
             try:
-                stage.check({k: _as_artifact(v) for k, v in inputs.items()}, where)
+                known = {k: v for k, v in inputs.items() if not isinstance(v, OutputRef)}
+                stage.check(known, where)
             except FrameworkError as exc:
                 problems.append(str(exc))
         plan.append(PlannedStage(name, node.plugin, stage, OmegaConf.to_container(node, resolve=True), inputs))
@@ -85,17 +87,21 @@ def build_plan(cfg: DictConfig) -> list[PlannedStage]:
 def _external_sources(cfg: DictConfig, problems: list[str]) -> dict[str, Artifact]:
     from framework.data.sources import check_source
 
-    sources = {"model": model_artifact(cfg.model)}
+    sources: dict[str, Artifact | None] = {"model": model_artifact(cfg.model)}
     try:
         check_embedded(cfg.model.name_or_path, "model.name_or_path")
     except ConfigError as exc:
         problems.append(str(exc))
+    if cfg.model.dtype not in DTYPES:
+        problems.append(f"model.dtype: {cfg.model.dtype!r} is not one of {', '.join(DTYPES)}.")
     for name, node in (cfg.get("data") or {}).items():
         source = DataSourceConfig(**OmegaConf.to_container(node, resolve=True))
         try:
             check_source(source, f"data.{name}")
         except FrameworkError as exc:
             problems.append(str(exc))
+            sources[f"data.{name}"] = None  # reported here; its consumers are not re-checked
+            continue
         sources[f"data.{name}"] = data_artifact(source)
     return sources
 
@@ -133,9 +139,11 @@ def _wire(name, cls, wiring, sources, produced, all_stages, problems) -> dict[st
 
 def _resolve_ref(ref, stage_name, sources, produced, all_stages, where, problems):
     if ref in sources:
-        return sources[ref]
+        return sources[ref]  # None for a source whose problem is already reported
     head, _, tail = ref.partition(".")
     if head in produced:
+        if produced[head] is None:
+            return None  # that stage's plugin is unknown, already reported
         if tail not in produced[head]:
             problems.append(
                 f"{where}: stage {head!r} has no output {tail!r}; its outputs are: "
@@ -144,7 +152,7 @@ def _resolve_ref(ref, stage_name, sources, produced, all_stages, where, problems
             return None
         return OutputRef(head, tail, produced[head][tail])
     later = head in all_stages
-    choices = sorted(sources) + [f"{s}.{o}" for s, outs in produced.items() for o in outs]
+    choices = sorted(sources) + [f"{s}.{o}" for s, outs in produced.items() for o in outs or ()]
     close = difflib.get_close_matches(ref, choices, n=1)
     hint = f" Did you mean {close[0]!r}?" if close else ""
     reason = (f"{head!r} does not run before stage {stage_name!r}" if later
@@ -152,8 +160,3 @@ def _resolve_ref(ref, stage_name, sources, produced, all_stages, where, problems
     problems.append(f"{where}: {reason}.{hint} Available here: {', '.join(choices)}.")
     return None
 
-
-def _as_artifact(value):
-    if isinstance(value, OutputRef):
-        return Artifact(value.kind, f"{value.stage}.{value.output}", {"produced_by": value.stage})
-    return value

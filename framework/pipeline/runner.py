@@ -27,19 +27,22 @@ def run_pipeline(cfg: DictConfig, run_dir: Path, recipe: str) -> dict:
     summary = {"recipe": recipe, "stages": {}}
     produced: dict[str, dict[str, Artifact]] = {}
     previous_hash = ""
+    upstream_ran = False  # once a stage runs, its outputs are new: every later stage re-runs
     for planned in plan:
         inputs = {k: _concrete(v, produced) for k, v in planned.inputs.items()}
         digest = config_hash(planned.node, {k: a.to_json() for k, a in inputs.items()},
                              previous_hash, cfg.seed)
-        entry = _run_or_reuse(planned, inputs, digest, cfg, run_dir, summary)
+        entry = _run_or_reuse(planned, inputs, digest, cfg, run_dir, summary, upstream_ran)
+        upstream_ran = upstream_ran or entry["status"] == "done"
         produced[planned.name] = entry["artifacts"]
         previous_hash = digest
     return summary
 
 
-def _run_or_reuse(planned: PlannedStage, inputs, digest, cfg, run_dir: Path, summary) -> dict:
+def _run_or_reuse(planned: PlannedStage, inputs, digest, cfg, run_dir: Path, summary,
+                  upstream_ran: bool) -> dict:
     stage_dir = run_dir / planned.name
-    reusable = read_reusable(stage_dir, run_dir, digest)
+    reusable = None if upstream_ran else read_reusable(stage_dir, run_dir, digest)
     if reusable is not None:
         log.info("stage %s: already done with the same config, skipped", planned.name)
         entry = {"status": "skipped", "seconds": 0.0, "metrics": reusable["metrics"],

@@ -1,0 +1,78 @@
+"""Demonstrations (SFT data) in the conversational prompt/completion form TRL trains on.
+
+`prompt` is a list of messages (an optional system message, then user/assistant turns ending
+with the user's); `completion` is one assistant message. With TRL's completion_only_loss the
+loss then falls on the demonstrated response only, as in InstructGPT.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import datasets
+
+from framework.artifacts import DEMONSTRATIONS
+from framework.data.formats import detect_format, row_error
+from framework.data.messages import as_prompt, check_alternation, check_messages, check_text
+
+
+def to_prompt_completion(rows: datasets.Dataset, fmt: str, where: str) -> datasets.Dataset:
+    """Rows of any demonstration format -> columns `prompt` and `completion` (messages)."""
+    fmt = detect_format(DEMONSTRATIONS, fmt, rows.column_names, where)
+    parse = PARSERS[fmt]
+    prompts, completions = [], []
+    for i, row in enumerate(rows):
+        prompt, response = parse(row, where, i)
+        prompts.append(prompt)
+        completions.append([{"role": "assistant", "content": response}])
+    return datasets.Dataset.from_dict({"prompt": prompts, "completion": completions})
+
+
+def _from_messages(row: dict, where: str, i: int) -> tuple[list[dict], str]:
+    messages = check_messages(row["messages"], where, i, "messages")
+    check_alternation(messages, where, i, "messages")
+    last = len(messages) - 1
+    if messages[last]["role"] != "assistant":
+        raise row_error(
+            where, i, f"messages[{last}].role",
+            "the conversation must end with an assistant message that answers a user turn",
+            "end each conversation with the demonstrated assistant reply",
+        )
+    return messages[:-1], messages[last]["content"]
+
+
+def _from_prompt_completion(row: dict, where: str, i: int) -> tuple[list[dict], str]:
+    prompt = as_prompt(row["prompt"], where, i, "prompt")
+    completion = row["completion"]
+    if isinstance(completion, list):
+        messages = check_messages(completion, where, i, "completion")
+        if len(messages) != 1 or messages[0]["role"] != "assistant":
+            raise row_error(
+                where, i, "completion",
+                f"expected one assistant message, got roles {[m['role'] for m in messages]}",
+                "give the completion as a string or as [{role: assistant, content: ...}]",
+            )
+        return prompt, messages[0]["content"]
+    return prompt, check_text(completion, where, i, "completion")
+
+
+def _from_alpaca(row: dict, where: str, i: int) -> tuple[list[dict], str]:
+    return [alpaca_prompt(row, where, i)], check_text(row["output"], where, i, "output")
+
+
+def alpaca_prompt(row: dict, where: str, i: int) -> dict:
+    """The user message of an alpaca row: instruction, then the input after a blank line."""
+    instruction = check_text(row["instruction"], where, i, "instruction")
+    extra: Any = row.get("input")
+    if extra is not None and not isinstance(extra, str):
+        raise row_error(where, i, "input", f"expected a string, got {type(extra).__name__}",
+                        "give the input as text, or leave it empty")
+    content = f"{instruction}\n\n{extra}" if extra and extra.strip() else instruction
+    return {"role": "user", "content": content}
+
+
+PARSERS: dict[str, Callable[[dict, str, int], tuple[list[dict], str]]] = {
+    "messages": _from_messages,
+    "prompt_completion": _from_prompt_completion,
+    "alpaca": _from_alpaca,
+}
