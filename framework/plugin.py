@@ -47,7 +47,7 @@ def parse_dataclass(schema: type, node: Any, where: str):
         fields = ", ".join(f.name for f in dataclasses.fields(schema)) or "none"
         msg = str(exc).split("\n")[0]
         raise ConfigError(
-            f"{where}{'.' + key if key else ''}: {msg}. Valid keys of {schema.__qualname__}: "
+            f"{where}{'.' + key if key else ''}: {msg}. Valid keys: "
             f"{fields}."
         ) from None
 
