@@ -22,6 +22,7 @@ class PolicyTrainingJob:
     output_dir: Any  # pathlib.Path: checkpoints and the final policy go here
     seed: int
     model: Any  # the `model` config node
+    reward_model: Optional[Artifact] = None  # a reward-model checkpoint, if one is wired
     hardware: Any = None
 
 
@@ -30,6 +31,14 @@ class Optimizer(Plugin, ABC):
     (offline methods like DPO learn from comparisons instead)."""
 
     needs_reward: bool = True
+
+    def uses_pretraining(self) -> bool:
+        """Whether this config reads the `pretraining` text (e.g. PPO-ptx with ptx_coef > 0)."""
+        return False
+
+    def uses_reward_model(self) -> bool:
+        """Whether this config reads a reward-model checkpoint itself (e.g. to start a critic)."""
+        return False
 
     @abstractmethod
     def train(self, job: PolicyTrainingJob) -> tuple[Artifact, Mapping[str, Any]]:
