@@ -3,10 +3,29 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import ClassVar, Mapping, Sequence
+from typing import ClassVar, Mapping, Sequence, Union
 
 from framework.artifacts import Artifact, Port
 from framework.plugin import Plugin
+
+
+# A prompt is a chat conversation ending with the user's turn: [{"role": ..., "content": ...}].
+# A plain string stands for a single user turn.
+Prompt = Union[str, Sequence[Mapping[str, str]]]
+
+
+def prompt_messages(prompt: Prompt) -> list[dict]:
+    if isinstance(prompt, str):
+        return [{"role": "user", "content": prompt}]
+    return [{"role": m["role"], "content": m["content"]} for m in prompt]
+
+
+def prompt_text(prompt: Prompt) -> str:
+    """The last user message: what simple scoring functions look at."""
+    if isinstance(prompt, str):
+        return prompt
+    users = [m["content"] for m in prompt if m["role"] == "user"]
+    return users[-1] if users else prompt[-1]["content"]
 
 
 class RewardSource(Plugin, ABC):
@@ -19,9 +38,28 @@ class RewardSource(Plugin, ABC):
 
     inputs: ClassVar[Mapping[str, Port]] = {}
 
-    def setup(self, inputs: Mapping[str, Artifact], device=None) -> None:
-        """Load models or open connections. Called once before scoring."""
+    def check(self, where: str) -> None:
+        """Cheap validation before any weights load (e.g. that a named function imports)."""
+
+    def setup(self, inputs: Mapping[str, Artifact], device=None, model_cfg=None) -> None:
+        """Load models or open connections. Called once before scoring. `model_cfg` is the run's
+        `model` config node (loading options such as dtype and trust_remote_code)."""
+
+    @property
+    def needs_calibration(self) -> bool:
+        """Whether `calibrate()` must see samples of the starting policy before scoring."""
+        return False
+
+    @property
+    def calibration_size(self) -> int:
+        """How many starting-policy samples `calibrate()` wants."""
+        return 0
+
+    def calibrate(self, prompts: Sequence["Prompt"], responses: Sequence[str]) -> dict:
+        """Fit normalization statistics on samples of the starting policy; returns them."""
+        return {}
 
     @abstractmethod
-    def score(self, prompts: Sequence[str], responses: Sequence[str]) -> list[float]:
-        """One reward per (prompt, response) pair."""
+    def score(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> list[float]:
+        """One reward per (prompt, response) pair. Prompts are chat conversations (see
+        `Prompt`), so a reward model sees the whole dialogue the response answers."""

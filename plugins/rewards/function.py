@@ -1,8 +1,9 @@
 """The `function` reward source: any Python callable scoring (prompt, response).
 
 The callable is named by dotted path ("package.module:function") or by a name registered with
-`register_reward_function`. It receives (prompt, response) strings and returns a number; with
-`batched: true` it receives two lists and returns one number per pair.
+`register_reward_function`. It receives (prompt, response) strings, the prompt being the last
+user message, and returns a number; with `batched: true` it receives two lists and returns one
+number per pair.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from framework.errors import ConfigError, FrameworkError
-from framework.reward_source import RewardSource
+from framework.reward_source import Prompt, RewardSource, prompt_text
 
 _NAMED: dict[str, Callable] = {}
 
@@ -63,13 +64,14 @@ class FunctionReward(RewardSource):
     def check(self, where: str) -> None:
         self._fn = resolve_function(self.config.function, f"{where}.function")
 
-    def setup(self, inputs=None, device=None) -> None:
+    def setup(self, inputs=None, device=None, model_cfg=None) -> None:
         if self._fn is None:
             self.check("reward")
 
-    def score(self, prompts: Sequence[str], responses: Sequence[str]) -> list[float]:
+    def score(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> list[float]:
         if self._fn is None:
             self.setup()
+        prompts = [prompt_text(p) for p in prompts]
         if self.config.batched:
             values = list(self._fn(list(prompts), list(responses)))
         else:
