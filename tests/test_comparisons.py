@@ -142,10 +142,9 @@ def test_unknown_columns_list_the_expected_sets():
     assert "pairs: prompt, chosen, rejected" in str(err.value)
 
 
-def test_hh_text_is_not_parsed_yet_and_says_so():
+def test_hh_text_is_detected_and_parsed():  # the details are in test_hh.py
     row = {"chosen": "\n\nHuman: hi\n\nAssistant: hello", "rejected": "\n\nHuman: hi\n\nAssistant: go"}
-    with pytest.raises(DataError, match="'hh' comparison format is not supported yet"):
-        to_pairs(datasets.Dataset.from_list([row]), "auto", WHERE)
+    assert pairs_of([row]) == [("hello", "go", 0)]
 
 
 def write_jsonl(path, rows):

@@ -16,6 +16,7 @@ import datasets
 from framework.artifacts import COMPARISONS
 from framework.data.config import DataSourceConfig
 from framework.data.formats import detect_format, row_error
+from framework.data.hh import split_hh_pair
 from framework.data.messages import (
     as_prompt,
     check_alternation,
@@ -43,8 +44,10 @@ def to_pairs(rows: datasets.Dataset, fmt: str, where: str) -> datasets.Dataset:
     """Canonical pairs: `prompt` (messages), `chosen`/`rejected` (one assistant message each)
     and `group` (the first row index holding the same prompt)."""
     fmt = detect_format(COMPARISONS, fmt, rows.column_names, where)
+    # `hh` and the implicit-prompt `pairs` form share their columns; the type tells them apart:
+    # HH text ("\n\nHuman: ...") is a string, a conversation is a list of messages.
     if fmt == "hh" and len(rows) and isinstance(rows[0]["chosen"], list):
-        fmt = "pairs"  # chosen/rejected are whole conversations: the implicit-prompt pairs form
+        fmt = "pairs"
     parse = PARSERS.get(fmt)
     if parse is None:
         raise DataError(
@@ -85,12 +88,16 @@ def _pairs_row(row: dict, where: str, i: int) -> ParsedRow:
                 "in the implicit-prompt form both conversations must share the same prompt "
                 "messages; or give an explicit `prompt` column",
             )
-    if chosen == rejected:
-        raise row_error(
-            where, i, "rejected", "identical to chosen, so the pair states no preference",
-            "remove the row or fix one of the responses",
-        )
+    _check_differ(chosen, rejected, where, i)
     return prompt, [(chosen, rejected)]
+
+
+def _hh_row(row: dict, where: str, i: int) -> ParsedRow:
+    """Anthropic HH-RLHF: `chosen` and `rejected` are whole "\n\nHuman: ...\n\nAssistant: ..."
+    dialogues sharing everything but the last Assistant reply (the prompt)."""
+    prompt, chosen, rejected = split_hh_pair(row["chosen"], row["rejected"], where, i)
+    _check_differ(chosen["content"], rejected["content"], where, i)
+    return prompt, [(chosen["content"], rejected["content"])]
 
 
 def _ranking_row(row: dict, where: str, i: int) -> ParsedRow:
@@ -126,15 +133,22 @@ def _ranking_row(row: dict, where: str, i: int) -> ParsedRow:
     return prompt, expand_ranking(texts)
 
 
-# Anthropic HH-RLHF ("\n\nHuman: ...\n\nAssistant: ...") is detected as `hh`; its parser
-# goes here.
 PARSERS: dict[str, Callable[[dict, str, int], ParsedRow]] = {
     "pairs": _pairs_row,
     "ranking": _ranking_row,
+    "hh": _hh_row,
 }
 
 
 # ---------------------------------------------------------------------------- fields
+
+
+def _check_differ(chosen: str, rejected: str, where: str, i: int) -> None:
+    if chosen == rejected:
+        raise row_error(
+            where, i, "rejected", "identical to chosen, so the pair states no preference",
+            "remove the row or fix one of the responses",
+        )
 
 
 def _response(value: Any, where: str, i: int, field: str) -> str:

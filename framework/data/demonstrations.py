@@ -13,6 +13,7 @@ import datasets
 
 from framework.artifacts import DEMONSTRATIONS
 from framework.data.formats import detect_format, row_error
+from framework.data.hh import split_last_reply
 from framework.data.messages import as_prompt, check_alternation, check_messages, check_text
 
 
@@ -71,8 +72,16 @@ def alpaca_prompt(row: dict, where: str, i: int) -> dict:
     return {"role": "user", "content": content}
 
 
+def _from_hh(row: dict, where: str, i: int) -> tuple[list[dict], str]:
+    """Anthropic HH-RLHF: SFT on the `chosen` dialogue (HH text or messages), the loss on its
+    last Assistant reply. `rejected` is not a demonstration and is not read."""
+    prompt, reply = split_last_reply(row["chosen"], where, i, "chosen")
+    return prompt, reply["content"]
+
+
 PARSERS: dict[str, Callable[[dict, str, int], tuple[list[dict], str]]] = {
     "messages": _from_messages,
     "prompt_completion": _from_prompt_completion,
     "alpaca": _from_alpaca,
+    "hh": _from_hh,
 }

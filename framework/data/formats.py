@@ -16,16 +16,20 @@ FORMATS: dict[str, dict[str, tuple[str, ...]]] = {
         "messages": ("messages",),
         "prompt_completion": ("prompt", "completion"),
         "alpaca": ("instruction", "output"),
+        "hh": ("chosen", "rejected"),  # Anthropic HH-RLHF: SFT on the chosen dialogue
     },
     COMPARISONS: {
         "ranking": ("prompt", "responses"),
         "pairs": ("prompt", "chosen", "rejected"),
+        # Anthropic HH-RLHF dialogue text; chosen/rejected as message lists are read as the
+        # implicit-prompt `pairs` form (comparisons.to_pairs tells them apart by type).
         "hh": ("chosen", "rejected"),
     },
     PROMPTS: {
         "prompt": ("prompt",),
         "messages": ("messages",),
         "alpaca": ("instruction",),
+        "hh": ("chosen", "rejected"),  # the chosen dialogue before its last Assistant reply
     },
     TEXT: {
         "text": ("text",),

@@ -7,12 +7,14 @@ import datasets
 from framework.artifacts import PROMPTS, TEXT
 from framework.data.demonstrations import alpaca_prompt
 from framework.data.formats import detect_format, row_error
+from framework.data.hh import split_last_reply
 from framework.data.messages import as_prompt, check_alternation, check_messages, check_text
 
 
 def to_prompts(rows: datasets.Dataset, fmt: str, where: str) -> datasets.Dataset:
     """Rows with a `prompt` (string or messages), `messages` (a trailing assistant turn is
-    dropped: the policy writes its own) or alpaca `instruction`/`input` -> a `prompt` column."""
+    dropped: the policy writes its own), alpaca `instruction`/`input`, or HH-RLHF `chosen` (the
+    dialogue before its last Assistant reply) -> a `prompt` column."""
     fmt = detect_format(PROMPTS, fmt, rows.column_names, where)
     prompts = []
     for i, row in enumerate(rows):
@@ -20,6 +22,8 @@ def to_prompts(rows: datasets.Dataset, fmt: str, where: str) -> datasets.Dataset
             prompts.append(as_prompt(row["prompt"], where, i, "prompt"))
         elif fmt == "messages":
             prompts.append(_prompt_of_conversation(row["messages"], where, i))
+        elif fmt == "hh":
+            prompts.append(split_last_reply(row["chosen"], where, i, "chosen")[0])
         else:
             prompts.append([alpaca_prompt(row, where, i)])
     return datasets.Dataset.from_dict({"prompt": prompts})
