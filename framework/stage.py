@@ -43,6 +43,18 @@ class Stage(Plugin, ABC):
     inputs: ClassVar[Mapping[str, Port]] = {}
     outputs: ClassVar[Mapping[str, str]] = {}
 
+    def required_inputs(self) -> set[str]:
+        """Inputs that must be wired, given this stage's config (default: the required ports)."""
+        return {name for name, port in self.inputs.items() if port.required}
+
+    def accepted_inputs(self) -> set[str]:
+        """Inputs this config uses. Wiring any other is an error: it would be silently ignored."""
+        return set(self.inputs)
+
+    def unused_input_reason(self, name: str) -> str:
+        """Why `name` is not in accepted_inputs(), for the error message."""
+        return "this configuration does not read it"
+
     def check(self, inputs: Mapping[str, Artifact], where: str) -> None:
         """Extra validation before weights load; raise ConfigError naming `where`.
 

@@ -71,8 +71,8 @@ def build_plan(cfg: DictConfig) -> list[PlannedStage]:
         except FrameworkError as exc:
             problems.append(str(exc))
             continue
-        inputs = _wire(name, cls, node.inputs, sources, produced_before, all_stages, problems)
-        if len(inputs) == len(node.inputs):
+        inputs = _wire(name, stage, node.inputs, sources, produced_before, all_stages, problems)
+        if len(inputs) == len([k for k in node.inputs if k in stage.accepted_inputs()]):
             try:
                 known = {k: v for k, v in inputs.items() if not isinstance(v, OutputRef)}
                 stage.check(known, where)
@@ -106,23 +106,31 @@ def _external_sources(cfg: DictConfig, problems: list[str]) -> dict[str, Artifac
     return sources
 
 
-def _wire(name, cls, wiring, sources, produced, all_stages, problems) -> dict[str, Artifact | OutputRef]:
+def _wire(name, stage, wiring, sources, produced, all_stages, problems) -> dict[str, Artifact | OutputRef]:
     where = f"stages.{name}.inputs"
+    ports, required, accepted = stage.inputs, stage.required_inputs(), stage.accepted_inputs()
     inputs: dict[str, Artifact | OutputRef] = {}
     for port_name in wiring:
-        if port_name not in cls.inputs:
+        if port_name not in ports:
             problems.append(
-                f"{where}.{port_name}: stage plugin {cls.__name__} has no input {port_name!r}; "
-                f"its inputs are: {', '.join(cls.inputs) or 'none'}. Remove or rename it."
+                f"{where}.{port_name}: stage plugin {type(stage).__name__} has no input "
+                f"{port_name!r}; its inputs are: {', '.join(ports) or 'none'}. Remove or rename it."
             )
-    for port_name, port in cls.inputs.items():
+        elif port_name not in accepted:
+            problems.append(
+                f"{where}.{port_name}: wired, but unused with this stage's params "
+                f"({stage.unused_input_reason(port_name)}). Remove the input or change the params."
+            )
+    for port_name, port in ports.items():
         ref = wiring.get(port_name)
         if ref is None:
-            if port.required:
+            if port_name in required:
                 problems.append(
                     f"{where}.{port_name}: required input is not wired. Set it to 'model', "
                     f"'data.NAME' or 'STAGE.OUTPUT' giving one of: {', '.join(port.kinds)}."
                 )
+            continue
+        if port_name not in accepted:
             continue
         target = _resolve_ref(ref, name, sources, produced, all_stages, f"{where}.{port_name}", problems)
         if target is None:

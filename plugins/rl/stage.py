@@ -1,0 +1,226 @@
+"""The RL stage: optimize a policy with any Optimizer against any RewardSource, and report the
+reward (and any further scorers, such as a simulated labeler) before and after, plus the KL."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any, Mapping
+
+from framework import plugins
+from framework.artifacts import MODEL, PROMPTS, REWARD_MODEL, TEXT, Artifact, Port
+from framework.errors import ConfigError, FrameworkError
+from framework.optimizer import PolicyTrainingJob
+from framework.pipeline.files import write_json_atomic
+from framework.stage import Stage, StageContext, StageResult
+from framework_plugins.rl.config import PluginSpec, RLConfig
+
+
+class RLStage(Stage):
+    Config = RLConfig
+    inputs = {
+        "policy": Port((MODEL,), doc="the policy to start from; also the frozen reference"),
+        "prompts": Port((PROMPTS,), doc="rollout prompts; the eval split is used for reporting"),
+        "reward_model": Port((REWARD_MODEL,), required=False,
+                             doc="for a reward source or a critic that reads a reward model"),
+        "pretraining": Port((TEXT,), required=False, doc="pretraining text for PPO-ptx"),
+    }
+    outputs = {"model": MODEL}
+
+    @classmethod
+    def parse_config(cls, node: Any, where: str) -> RLConfig:
+        """Also resolves the nested optimizer and reward sources: their names and their params
+        are checked here, with their config paths."""
+        config = super().parse_config(node, where)
+        config.optimizer = _parsed(plugins.optimizers, config.optimizer, f"{where}.optimizer")
+        if config.reward is not None:
+            config.reward = _parsed(plugins.reward_sources, config.reward, f"{where}.reward")
+        config.report = {name: _parsed(plugins.reward_sources, spec, f"{where}.report.{name}")
+                         for name, spec in config.report.items()}
+        clash = {"reward", "kl", "response_length"} & set(config.report)
+        if clash:
+            raise ConfigError(f"{where}.report: {sorted(clash)} are reserved metric names; "
+                              f"rename those report entries.")
+        evaluation = config.evaluation
+        for key in ("num_prompts", "samples_per_prompt", "max_new_tokens", "batch_size"):
+            if getattr(evaluation, key) < (0 if key == "num_prompts" else 1):
+                raise ConfigError(f"{where}.evaluation.{key}: must be >= "
+                                  f"{0 if key == 'num_prompts' else 1}, got {getattr(evaluation, key)}.")
+        if evaluation.temperature <= 0:
+            raise ConfigError(f"{where}.evaluation.temperature: must be > 0.")
+        return config
+
+    def __init__(self, config: RLConfig):
+        super().__init__(config)
+        self.optimizer = _build(plugins.optimizers, config.optimizer)
+        self.reward = _build(plugins.reward_sources, config.reward) if config.reward else None
+        self.report = {name: _build(plugins.reward_sources, spec) for name, spec in config.report.items()}
+
+    # ------------------------------------------------------------------- planning-time checks
+    def _sources_needing_reward_model(self) -> dict[str, bool]:
+        """Reward sources (by config key) that read a reward model -> whether they require it."""
+        needs = {}
+        for key, source in [("reward", self.reward), *[(f"report.{n}", s) for n, s in self.report.items()]]:
+            for port in (source.inputs.values() if source is not None else ()):
+                if REWARD_MODEL in port.kinds:
+                    needs[key] = needs.get(key, False) or port.required
+        return needs
+
+    def required_inputs(self) -> set[str]:
+        required = {"policy", "prompts"}
+        if any(self._sources_needing_reward_model().values()) or self.optimizer.uses_reward_model():
+            required.add("reward_model")
+        if self.optimizer.uses_pretraining():
+            required.add("pretraining")
+        return required
+
+    def accepted_inputs(self) -> set[str]:
+        accepted = {"policy", "prompts"}
+        if self._sources_needing_reward_model() or self.optimizer.uses_reward_model():
+            accepted.add("reward_model")
+        if self.optimizer.uses_pretraining():
+            accepted.add("pretraining")
+        return accepted
+
+    def unused_input_reason(self, name: str) -> str:
+        if name == "pretraining":
+            return (f"optimizer {self.config.optimizer.name!r} does not use pretraining text with "
+                    f"these params; for PPO-ptx set params.optimizer.params.ptx_coef > 0")
+        return "neither the reward source nor the optimizer reads a reward model"
+
+    def check(self, inputs: Mapping[str, Artifact], where: str) -> None:
+        if self.reward is None and self.optimizer.needs_reward:
+            raise ConfigError(f"{where}.params.reward: optimizer {self.config.optimizer.name!r} "
+                              f"needs a reward source; set params.reward.name (e.g. reward_model).")
+        for key, source in [("reward", self.reward), *[(f"report.{n}", s) for n, s in self.report.items()]]:
+            if source is not None:
+                for port in source.inputs.values():
+                    if not set(port.kinds) <= {REWARD_MODEL}:
+                        raise ConfigError(f"{where}.params.{key}: this reward source needs an input "
+                                          f"of kind {port.kinds}, which the RL stage cannot provide.")
+                source.check(f"{where}.params.{key}.params")
+        if self.config.evaluation.num_prompts and "prompts" in inputs:
+            from framework.data import source_from_artifact
+
+            source = source_from_artifact(inputs["prompts"], f"{where}.inputs.prompts")
+            if not (source.eval_split or source.eval_fraction > 0):
+                raise ConfigError(
+                    f"{where}.inputs.prompts: reward_before/reward_after are measured on held-out "
+                    f"prompts, but data source {source.path!r} has none; set its eval_fraction "
+                    f"(or eval_split), or set {where}.params.evaluation.num_prompts=0."
+                )
+
+    # ---------------------------------------------------------------------------------- run
+    def run(self, inputs: Mapping[str, Artifact], ctx: StageContext) -> StageResult:
+        from framework.models import load_tokenizer
+
+        where = f"stages.{ctx.name}"
+        reward_inputs = {"model": inputs["reward_model"]} if "reward_model" in inputs else {}
+        for source in [self.reward, *self.report.values()]:
+            if source is not None:
+                source.setup(reward_inputs, model_cfg=ctx.model)
+        scorers = {"reward": self.reward} if self.reward is not None else {}
+        scorers.update(self.report)
+
+        tokenizer = load_tokenizer(inputs["policy"].location, ctx.model)
+        train_prompts, eval_prompts = _prompts(inputs["prompts"], f"{where}.inputs.prompts")
+        eval_prompts = eval_prompts[: self.config.evaluation.num_prompts]
+        if self.reward is not None and self.reward.needs_calibration:
+            self._calibrate(inputs["policy"], tokenizer, train_prompts, ctx)
+
+        before = self._evaluate(inputs["policy"], None, tokenizer, eval_prompts, scorers, ctx, "before")
+        job = PolicyTrainingJob(
+            policy=inputs["policy"], prompts=inputs["prompts"], reward=self.reward,
+            pretraining=inputs.get("pretraining"), output_dir=ctx.output_dir, seed=ctx.seed,
+            model=ctx.model, reward_model=inputs.get("reward_model"), hardware=ctx.hardware,
+        )
+        policy, train_metrics = self.optimizer.train(job)
+        after = self._evaluate(policy, inputs["policy"], tokenizer, eval_prompts, scorers, ctx, "after")
+
+        metrics: dict[str, Any] = {}
+        for name in scorers:
+            metrics[f"{name}_before"] = before.get(name)
+            metrics[f"{name}_after"] = after.get(name)
+        metrics["kl"] = after.get("kl")
+        metrics["eval_prompts"] = len(eval_prompts)
+        metrics.update({f"train_{k}": v for k, v in train_metrics.items()})
+        return StageResult(metrics, {"model": policy})
+
+    def _evaluate(self, policy: Artifact, reference, tokenizer, prompts, scorers, ctx, label) -> dict:
+        if not prompts:
+            return {}
+        from transformers import AutoModelForCausalLM
+
+        from framework.models import load_kwargs, resolve_model_path
+        from framework_plugins.rl.evaluation import evaluate_policy
+
+        kwargs = load_kwargs(ctx.model)
+        model = AutoModelForCausalLM.from_pretrained(resolve_model_path(policy.location), **kwargs).eval()
+        ref = None
+        if reference is not None:
+            ref = AutoModelForCausalLM.from_pretrained(resolve_model_path(reference.location), **kwargs).eval()
+        result = evaluate_policy(model, tokenizer, prompts, scorers, self.config.evaluation,
+                                 seed=ctx.seed, reference=ref)
+        write_json_atomic(ctx.output_dir / f"eval_{label}.json", result)
+        ctx.logger.info("RL evaluation %s: %s", label,
+                        {k: v for k, v in result.items() if k != "samples"})
+        return result
+
+    def _calibrate(self, policy: Artifact, tokenizer, prompts, ctx) -> None:
+        """Normalize the reward on samples of the starting (SFT) policy, as InstructGPT does."""
+        from transformers import AutoModelForCausalLM
+
+        from framework import rollout
+        from framework.models import load_kwargs, resolve_model_path
+
+        n = self.reward.calibration_size
+        if len(prompts) < n:
+            raise ConfigError(f"stages.{ctx.name}.params.reward.params.calibration_size={n} but the "
+                              f"prompt set has only {len(prompts)} training prompts; lower it.")
+        model = AutoModelForCausalLM.from_pretrained(
+            resolve_model_path(policy.location), **load_kwargs(ctx.model)).eval()
+        evaluation = self.config.evaluation
+        chosen = prompts[:n]
+        texts = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in chosen]
+        import torch
+
+        torch.manual_seed(ctx.seed)
+        responses = []
+        for i in range(0, n, evaluation.batch_size):
+            batch = rollout.generate(model, tokenizer, texts[i:i + evaluation.batch_size],
+                                     chosen[i:i + evaluation.batch_size],
+                                     max_new_tokens=evaluation.max_new_tokens,
+                                     temperature=evaluation.temperature, top_k=0, top_p=1.0,
+                                     max_prompt_length=1024)
+            responses += batch.responses
+        stats = self.reward.calibrate(chosen, responses)
+        write_json_atomic(ctx.output_dir / "reward_calibration.json", stats)
+        ctx.logger.info("reward normalized on %d SFT samples: %s", n, stats)
+
+
+def _prompts(artifact: Artifact, where: str) -> tuple[list, list]:
+    """(training prompts, held-out prompts) as chat message lists."""
+    from framework.data import load_examples, source_from_artifact, to_prompts
+
+    source = source_from_artifact(artifact, where)
+    train, held_out = load_examples(source, where, to_prompts)
+    return list(train["prompt"]), list(held_out["prompt"]) if held_out is not None else []
+
+
+def _parsed(registry, spec: PluginSpec, where: str) -> PluginSpec:
+    """The spec with its plugin name checked and its params parsed by the plugin's schema."""
+    if not spec.name:
+        raise ConfigError(f"{where}.name: empty; name a registered plugin "
+                          f"({', '.join(registry.names())}) or 'package.module:Class'.")
+    try:
+        cls = registry.get(spec.name)
+    except FrameworkError as exc:
+        raise ConfigError(f"{where}.name: {exc}") from None
+    return PluginSpec(spec.name, cls.parse_config(spec.params, f"{where}.params"))
+
+
+def _build(registry, spec: PluginSpec):
+    params = spec.params
+    if not dataclasses.is_dataclass(params):  # not parsed yet (built outside the planner)
+        params = _parsed(registry, spec, "params").params
+    return registry.get(spec.name)(params)
