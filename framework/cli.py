@@ -1,5 +1,7 @@
 """`python -m framework +recipe=NAME [overrides]` runs a recipe; `python -m framework list`
-lists installed plugins, recipes and config-group options with where each comes from."""
+lists installed plugins, recipes and config-group options with where each comes from;
+`python -m framework memory +recipe=NAME [overrides] [flags]` estimates each stage's peak device
+memory without loading weights."""
 
 from __future__ import annotations
 
@@ -15,6 +17,10 @@ def main() -> None:
         from framework.listing import print_listing
 
         sys.exit(print_listing())
+    if len(sys.argv) > 1 and sys.argv[1] == "memory":
+        from framework.memory.command import main as memory_main
+
+        sys.exit(memory_main(sys.argv[2:]))
     from framework.config_sources import primary_config_path, register_configs
 
     register_configs()
