@@ -24,6 +24,10 @@ class PolicyTrainingJob:
     model: Any  # the `model` config node
     reward_model: Optional[Artifact] = None  # a reward-model checkpoint, if one is wired
     hardware: Any = None
+    # framework.data.report.DataReport: record the rows of data sources the optimizer loads
+    # itself (e.g. pretraining text) with `data_report.source(NAME)`; the stage reports them.
+    # `prompts` are already loaded and reported by the stage.
+    data_report: Any = None
 
 
 class Optimizer(Plugin, ABC):

@@ -235,8 +235,9 @@ def test_recipe_reads_hh_rlhf_from_the_hub_by_default():
 
 def test_recipe_plans_on_local_hh_files(tmp_path):
     plan = {p.name: p for p in build_plan(compose_with("+recipe=hh_rlhf", *local_overrides(tmp_path)))}
-    assert list(plan) == ["sft", "reward_model"]
+    assert list(plan) == ["sft", "reward_model", "rl"]
     assert plan["sft"].inputs["data"].meta["format"] == "hh"
+    assert (plan["rl"].inputs["reward_model"].stage, plan["rl"].inputs["policy"].stage) == ("reward_model", "sft")
     assert (plan["reward_model"].inputs["model"].stage, plan["reward_model"].inputs["model"].output) == ("sft", "model")
 
 
@@ -264,17 +265,23 @@ def test_recipe_data_loads_through_the_stage_loaders(tmp_path):
     ]
 
 
-def test_recipe_runs_sft_and_reward_model_on_hh_rows(tmp_path, tiny_model_dir):
+def test_recipe_runs_every_stage_on_hh_rows(tmp_path, tiny_model_dir):
     from framework.pipeline.runner import run_pipeline
 
     fast = {"max_steps": 2, "logging_steps": 1, "save_strategy": "no", "report_to": "none",
             "warmup_steps": 0, "per_device_train_batch_size": 2, "max_length": 128}
     overrides = [f"++stages.{stage}.params.args.{k}={v}" for stage in ("sft", "reward_model")
                  for k, v in fast.items()]
+    rl = "stages.rl.params"
     cfg = compose_with("+recipe=hh_rlhf", f"model.name_or_path={tiny_model_dir}",
                        "stages.reward_model.params.args.per_device_eval_batch_size=2",
+                       f"++{rl}.optimizer.params.steps=1", f"++{rl}.optimizer.params.batch_size=2",
+                       f"++{rl}.optimizer.params.max_new_tokens=4", f"++{rl}.optimizer.params.ptx_batch_size=1",
+                       f"++{rl}.reward.params.calibration_size=4", f"++{rl}.evaluation.num_prompts=2",
+                       f"++{rl}.evaluation.max_new_tokens=4",
                        *overrides, *local_overrides(tmp_path))
     summary = run_pipeline(cfg, tmp_path / "run", "hh_rlhf")
-    assert [s["status"] for s in summary["stages"].values()] == ["done", "done"]
+    assert [s["status"] for s in summary["stages"].values()] == ["done", "done", "done"]
+    assert summary["stages"]["rl"]["metrics"]["eval_prompts"] == 2
     assert summary["stages"]["sft"]["metrics"]["train_rows"] == 6
     assert summary["stages"]["reward_model"]["metrics"]["eval_pairs"] == 2

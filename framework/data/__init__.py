@@ -23,6 +23,9 @@ _EXPORTS = {
     "expand_ranking": "framework.data.comparisons",
     "load_comparisons": "framework.data.comparisons",
     "to_pairs": "framework.data.comparisons",
+    "BadRowError": "framework.data.report",
+    "DataReport": "framework.data.report",
+    "SourceReport": "framework.data.report",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -24,6 +24,7 @@ from framework.data.messages import (
     check_present,
     check_text,
 )
+from framework.data.report import BadRows, SourceReport
 from framework.data.sources import load_examples
 from framework.errors import DataError
 
@@ -34,36 +35,39 @@ def expand_ranking(responses_best_first: list) -> list[tuple[Any, Any]]:
 
 
 def load_comparisons(
-    source: DataSourceConfig, where: str
+    source: DataSourceConfig, where: str, report: Optional[SourceReport] = None
 ) -> tuple[datasets.Dataset, Optional[datasets.Dataset]]:
-    """(train pairs, held-out pairs or None). A held-out fraction takes whole prompt groups."""
-    return load_examples(source, where, to_pairs, group_key="group")
+    """(train pairs, held-out pairs or None). A held-out fraction takes whole prompt groups.
+    Bad rows are skipped into `report` when the source says `on_bad_row: skip`."""
+    return load_examples(source, where, to_pairs, group_key="group", report=report)
 
 
-def to_pairs(rows: datasets.Dataset, fmt: str, where: str) -> datasets.Dataset:
+def to_pairs(
+    rows: datasets.Dataset, fmt: str, where: str, bad_rows: Optional[BadRows] = None
+) -> datasets.Dataset:
     """Canonical pairs: `prompt` (messages), `chosen`/`rejected` (one assistant message each)
-    and `group` (the first row index holding the same prompt)."""
+    and `group` (the first row index holding the same prompt). A bad row raises, or is left
+    out and reported when `bad_rows` says skip."""
     fmt = detect_format(COMPARISONS, fmt, rows.column_names, where)
-    # `hh` and the implicit-prompt `pairs` form share their columns; the type tells them apart:
-    # HH text ("\n\nHuman: ...") is a string, a conversation is a list of messages.
-    if fmt == "hh" and len(rows) and isinstance(rows[0]["chosen"], list):
-        fmt = "pairs"
     parse = PARSERS.get(fmt)
     if parse is None:
         raise DataError(
             f"{where}: the {fmt!r} comparison format is not supported yet. Convert the rows to "
             f"`pairs` (prompt, chosen, rejected) or `ranking` (prompt, responses[, ranks])."
         )
+    if fmt == "hh":
+        parse = _hh_or_pairs_row
+    bad_rows = bad_rows if bad_rows is not None else BadRows()
     columns: dict[str, list] = {"prompt": [], "chosen": [], "rejected": [], "group": []}
     first_row_of_prompt: dict[str, int] = {}
-    for i, row in enumerate(rows):
-        prompt, pairs = parse(row, where, i)
+    for i, (prompt, pairs) in bad_rows.parsed(rows, lambda row, i: parse(row, where, i)):
         group = first_row_of_prompt.setdefault(json.dumps(prompt, sort_keys=True), i)
         for chosen, rejected in pairs:
             columns["prompt"].append(prompt)
             columns["chosen"].append([{"role": "assistant", "content": chosen}])
             columns["rejected"].append([{"role": "assistant", "content": rejected}])
             columns["group"].append(group)
+            bad_rows.kept(i)
     return datasets.Dataset.from_dict(columns)
 
 
@@ -98,6 +102,14 @@ def _hh_row(row: dict, where: str, i: int) -> ParsedRow:
     prompt, chosen, rejected = split_hh_pair(row["chosen"], row["rejected"], where, i)
     _check_differ(chosen["content"], rejected["content"], where, i)
     return prompt, [(chosen["content"], rejected["content"])]
+
+
+def _hh_or_pairs_row(row: dict, where: str, i: int) -> ParsedRow:
+    """`hh` and the implicit-prompt `pairs` form share their columns; the type tells them apart,
+    row by row: HH text ("\n\nHuman: ...") is a string, a conversation a list of messages."""
+    if isinstance(row["chosen"], list):
+        return _pairs_row(row, where, i)
+    return _hh_row(row, where, i)
 
 
 def _ranking_row(row: dict, where: str, i: int) -> ParsedRow:

@@ -23,6 +23,11 @@ class DataSourceConfig:
     # Rename columns before parsing, e.g. {question: prompt, response_j: chosen}.
     columns: Dict[str, str] = field(default_factory=dict)
     limit: Optional[int] = None  # keep only the first N rows (after renaming)
+    # What a bad row (missing or mistyped field, empty text, invalid JSON or UTF-8, too long
+    # for the stage's max_length, ...) does: `error` stops with its file, row, field and fix;
+    # `skip` leaves it out and reports it (the stage's `skipped_rows` metric and
+    # <stage dir>/skipped_rows.jsonl).
+    on_bad_row: str = "error"
 
 
 def data_artifact(source: DataSourceConfig):

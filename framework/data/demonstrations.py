@@ -7,7 +7,7 @@ loss then falls on the demonstrated response only, as in InstructGPT.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import datasets
 
@@ -15,17 +15,22 @@ from framework.artifacts import DEMONSTRATIONS
 from framework.data.formats import detect_format, row_error
 from framework.data.hh import split_last_reply
 from framework.data.messages import as_prompt, check_alternation, check_messages, check_text
+from framework.data.report import BadRows
 
 
-def to_prompt_completion(rows: datasets.Dataset, fmt: str, where: str) -> datasets.Dataset:
-    """Rows of any demonstration format -> columns `prompt` and `completion` (messages)."""
+def to_prompt_completion(
+    rows: datasets.Dataset, fmt: str, where: str, bad_rows: Optional[BadRows] = None
+) -> datasets.Dataset:
+    """Rows of any demonstration format -> columns `prompt` and `completion` (messages).
+    A bad row raises, or is left out and reported when `bad_rows` says skip."""
     fmt = detect_format(DEMONSTRATIONS, fmt, rows.column_names, where)
     parse = PARSERS[fmt]
+    bad_rows = bad_rows if bad_rows is not None else BadRows()
     prompts, completions = [], []
-    for i, row in enumerate(rows):
-        prompt, response = parse(row, where, i)
+    for i, (prompt, response) in bad_rows.parsed(rows, lambda row, i: parse(row, where, i)):
         prompts.append(prompt)
         completions.append([{"role": "assistant", "content": response}])
+        bad_rows.kept(i)
     return datasets.Dataset.from_dict({"prompt": prompts, "completion": completions})
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Mapping, Sequence
 
 from framework.artifacts import COMPARISONS, DEMONSTRATIONS, PROMPTS, TEXT
+from framework.data.report import BadRowError
 from framework.errors import DataError
 
 AUTO = "auto"
@@ -65,6 +66,6 @@ def detect_format(kind: str, fmt: str, columns: Sequence[str], where: str) -> st
     )
 
 
-def row_error(where: str, row: int, field: str, problem: str, fix: str) -> DataError:
+def row_error(where: str, row: int, field: str, problem: str, fix: str) -> BadRowError:
     """The one shape of a bad-row message: where, which row, which field, what, and the fix."""
-    return DataError(f"{where}: row {row} (0-based), field {field!r}: {problem}. Fix: {fix}")
+    return BadRowError(where, problem, fix, row=row, field=field)

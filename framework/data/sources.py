@@ -19,10 +19,13 @@ import numpy as np
 from framework.artifacts import Artifact
 from framework.data.config import DataSourceConfig
 from framework.data.formats import AUTO, FORMATS
+from framework.data.jsonfile import read_json_rows, rows_to_dataset
+from framework.data.report import ON_BAD_ROW, BadRows, SourceReport, log_skipped
 from framework.errors import ConfigError, DataError
 
 BUILTIN_PREFIX = "builtin:"
-# file extension -> the `datasets` builder that reads it
+# file extension -> the `datasets` builder that reads it (JSON files are read by
+# framework.data.jsonfile instead, line by line, so a bad line is named and can be skipped)
 LOCAL_BUILDERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}
 
 
@@ -80,6 +83,11 @@ def check_source(source: DataSourceConfig, where: str) -> None:
         )
     if source.limit is not None and source.limit < 1:
         problems.append(f"{where}.limit: {source.limit} must be at least 1, or null for all rows.")
+    if source.on_bad_row not in ON_BAD_ROW:
+        problems.append(
+            f"{where}.on_bad_row: {source.on_bad_row!r} is not a choice. Use `error` (stop at the "
+            f"first bad row, naming it) or `skip` (leave bad rows out and report each one)."
+        )
     problems += _check_path(source, where)
     if problems:
         raise ConfigError(problems)
@@ -146,24 +154,60 @@ def _directory_builder(directory: Path, where: str) -> str:
 
 
 def load_rows(
-    source: DataSourceConfig, where: str, group_key: Optional[str] = None
+    source: DataSourceConfig,
+    where: str,
+    group_key: Optional[str] = None,
+    report: Optional[SourceReport] = None,
 ) -> tuple[datasets.Dataset, Optional[datasets.Dataset]]:
     """(train rows, eval rows or None), renamed and limited.
 
     Eval rows come from `eval_split` if set, else `eval_fraction` of the rows chosen from `seed`
     (whole groups of equal `group_key` values when given, e.g. all pairs of one prompt).
+    Lines of local JSON files that are not valid UTF-8, JSON or a JSON object are bad rows:
+    an error, or with `on_bad_row: skip` left out and recorded in `report` (logged as warnings
+    when no report is given).
     """
     check_source(source, where)
-    train = _prepare(_load_split(source, source.split, where), source, where)
+    own = report is None
+    report = _report_for(source, where, report)
+    train, _ = _read(source, source.split, where, report)
+    evaluation = None
     if source.eval_split:
-        evaluation = _prepare(_load_split(source, source.eval_split, where), source, where)
-        return train, evaluation
-    if source.eval_fraction > 0:
-        return split_by_group(train, source.eval_fraction, source.seed, group_key, where)
-    return train, None
+        evaluation, _ = _read(source, source.eval_split, where, report)
+    elif source.eval_fraction > 0:
+        train, evaluation = split_by_group(train, source.eval_fraction, source.seed, group_key, where)
+    if own:
+        log_skipped(report)
+    return train, evaluation
 
 
-def _prepare(rows: datasets.Dataset, source: DataSourceConfig, where: str) -> datasets.Dataset:
+def _report_for(source: DataSourceConfig, where: str, report: Optional[SourceReport]) -> SourceReport:
+    report = report if report is not None else SourceReport(where)
+    report.on_bad_row, report.path = source.on_bad_row, source.path
+    return report
+
+
+def _read(
+    source: DataSourceConfig, split: str, where: str, report: SourceReport
+) -> tuple[datasets.Dataset, Optional[list[int]]]:
+    """One split's rows, renamed and limited, and their source row numbers when bad lines were
+    left out before them (else None: row i is source row i)."""
+    before = len(report.skipped)
+    rows, numbers = _load_split(source, split, where, lambda error: report.bad(error, split))
+    rows = _prepare(rows, source, where, skipped=len(report.skipped) - before)
+    if numbers is not None:
+        numbers = numbers[: len(rows)]
+        if numbers == list(range(len(numbers))):
+            numbers = None
+    return rows, numbers
+
+
+def _prepare(
+    rows: datasets.Dataset, source: DataSourceConfig, where: str, skipped: int = 0
+) -> datasets.Dataset:
+    if len(rows) == 0:
+        bad = f" (all {skipped} were bad and skipped; see the report)" if skipped else ""
+        raise DataError(f"{where}: {source.path!r} has no rows{bad}.")
     missing = [old for old in source.columns if old not in rows.column_names]
     if missing:
         raise DataError(
@@ -183,25 +227,28 @@ def _prepare(rows: datasets.Dataset, source: DataSourceConfig, where: str) -> da
         rows = rows.rename_columns(dict(source.columns))
     if source.limit is not None:
         rows = rows.select(range(min(source.limit, len(rows))))
-    if len(rows) == 0:
-        raise DataError(f"{where}: {source.path!r} has no rows.")
     return rows
 
 
-def _load_split(source: DataSourceConfig, split: str, where: str) -> datasets.Dataset:
+def _load_split(
+    source: DataSourceConfig, split: str, where: str, bad
+) -> tuple[datasets.Dataset, Optional[list[int]]]:
     path = source.path
     try:
         if path.startswith(BUILTIN_PREFIX):
-            file = builtin_path(path[len(BUILTIN_PREFIX):])
-            return datasets.load_dataset("json", data_files=str(file), split="train")
+            return _json_files([builtin_path(path[len(BUILTIN_PREFIX):])], where, bad)
         if is_local(path):
             p = Path(path).expanduser()
             if p.is_file():
-                builder = LOCAL_BUILDERS[p.suffix.lower()]
-                return datasets.load_dataset(builder, data_files=str(p), split="train")
+                if LOCAL_BUILDERS[p.suffix.lower()] == "json":
+                    return _json_files([p], where, bad)
+                return _with_utf8_check(p, where, lambda: datasets.load_dataset(
+                    LOCAL_BUILDERS[p.suffix.lower()], data_files=str(p), split="train")), None
             builder = _directory_builder(p, where)
-            return _pick_split(datasets.load_dataset(builder, data_dir=str(p)), split, where, path)
-        return datasets.load_dataset(path, source.subset, split=split)
+            if builder == "json":
+                return _json_files(_split_files(p, split, where, path), where, bad)
+            return _pick_split(datasets.load_dataset(builder, data_dir=str(p)), split, where, path), None
+        return datasets.load_dataset(path, source.subset, split=split), None
     except DataError:
         raise
     except Exception as exc:  # the library's message is kept; we add where and what
@@ -210,6 +257,59 @@ def _load_split(source: DataSourceConfig, split: str, where: str) -> datasets.Da
             f"{f' (subset {source.subset!r})' if source.subset else ''}: "
             f"{type(exc).__name__}: {exc}"
         ) from exc
+
+
+def _json_files(files: list[Path], where: str, bad) -> tuple[datasets.Dataset, list[int]]:
+    """Rows of local JSON files, one pass each; row numbers run on across the files."""
+    rows: list[dict] = []
+    numbers: list[int] = []
+    next_row = 0
+    for file in files:
+        file_rows, file_numbers, next_row = read_json_rows(Path(file), where, bad, next_row)
+        rows += file_rows
+        numbers += file_numbers
+    return rows_to_dataset(rows), numbers
+
+
+def _split_files(directory: Path, split: str, where: str, path: str) -> list[Path]:
+    """The files of `split` in a directory, named the way `datasets` names splits."""
+    from datasets.data_files import DataFilesDict, get_data_patterns
+
+    found = DataFilesDict.from_patterns(get_data_patterns(str(directory)), base_path=str(directory))
+    files = {str(name): list(paths) for name, paths in found.items()}
+    if split not in files:
+        raise DataError(
+            f"{where}: the directory {path!r} has no split {split!r}; its splits (from file "
+            f"names) are: {', '.join(files)}. Set {where}.split / eval_split accordingly."
+        )
+    return [Path(f) for f in files[split]]
+
+
+def _with_utf8_check(path: Path, where: str, load: Callable[[], datasets.Dataset]):
+    """A CSV (text) file with bytes that are not UTF-8: name the line and byte, not just the
+    codec's complaint. (JSON files are checked line by line as they are read.)"""
+    try:
+        return load()
+    except Exception as exc:
+        found = _first_bad_utf8(path) if path.suffix.lower() == ".csv" else None
+        if found is None:
+            raise
+        line, column, byte = found
+        raise DataError(
+            f"{where}: {path}, line {line}: not valid UTF-8: byte 0x{byte:02x} at byte {column} "
+            f"of the line. Fix: save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`), or "
+            f"remove that line"
+        ) from exc
+
+
+def _first_bad_utf8(path: Path) -> Optional[tuple[int, int, int]]:
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                return lineno, exc.start, raw[exc.start]
+    return None
 
 
 def _pick_split(splits: datasets.DatasetDict, split: str, where: str, path: str):
@@ -230,6 +330,11 @@ def split_by_group(
 ) -> tuple[datasets.Dataset, datasets.Dataset]:
     """Hold out about `fraction` of the groups (rows with equal `group_key`; each row its own
     group when None), chosen deterministically from `seed`. Rows keep their order."""
+    train_idx, eval_idx = _split_indices(rows, fraction, seed, group_key, where)
+    return rows.select(train_idx), rows.select(eval_idx)
+
+
+def _split_indices(rows, fraction, seed, group_key, where) -> tuple[list[int], list[int]]:
     if group_key is None:
         keys = list(range(len(rows)))
     else:
@@ -250,7 +355,7 @@ def split_by_group(
     held_out = {groups[i] for i in order[:n_eval]}
     train_idx = [i for i, k in enumerate(keys) if k not in held_out]
     eval_idx = [i for i, k in enumerate(keys) if k in held_out]
-    return rows.select(train_idx), rows.select(eval_idx)
+    return train_idx, eval_idx
 
 
 def _hashable(value: Any):
@@ -259,24 +364,59 @@ def _hashable(value: Any):
     return json.dumps(value, sort_keys=True, default=str)
 
 
+# normalize(rows, format, where, bad_rows) -> canonical rows; see demonstrations.py
+Normalize = Callable[[datasets.Dataset, str, str, BadRows], datasets.Dataset]
+
+
 def load_examples(
     source: DataSourceConfig,
     where: str,
-    normalize: Callable[[datasets.Dataset, str, str], datasets.Dataset],
+    normalize: Normalize,
     group_key: Optional[str] = None,
+    report: Optional[SourceReport] = None,
 ) -> tuple[datasets.Dataset, Optional[datasets.Dataset]]:
-    """Like `load_rows`, but rows pass through `normalize(rows, format, where)` before the
-    eval fraction is carved out, so row numbers in errors are the source's own and `group_key`
-    can name a normalized column (e.g. "prompt", to keep a prompt's comparisons together)."""
-    whole = dataclasses.replace(source, eval_fraction=0.0)
-    train, evaluation = load_rows(whole, where)
+    """Like `load_rows`, but rows pass through `normalize(rows, format, where, bad_rows)` before
+    the eval fraction is carved out, so row numbers in errors are the source's own and
+    `group_key` can name a normalized column (e.g. "prompt", to keep a prompt's comparisons
+    together).
+
+    Bad rows raise a DataError, or with `on_bad_row: skip` are left out and recorded in
+    `report` (logged as warnings when no report is given); `report.origins[split]` then gives
+    the source row of each returned example, for the stage's own checks (e.g. max_length).
+    """
+    check_source(source, where)
+    own = report is None
+    report = _report_for(source, where, report)
     described = f"{where} ({source.path})"
-    train = normalize(train, source.format, described)
-    if evaluation is not None:
+    train_rows, numbers = _read(source, source.split, where, report)
+    train, origins = _normalize(normalize, train_rows, numbers, source, described, report,
+                                source.split)
+    report.origins["train"] = origins
+    evaluation = None
+    if source.eval_split:
+        eval_rows, numbers = _read(source, source.eval_split, where, report)
         described_eval = f"{described}, split {source.eval_split!r}"
-        evaluation = normalize(evaluation, source.format, described_eval)
-    elif source.eval_fraction > 0:
-        train, evaluation = split_by_group(
-            train, source.eval_fraction, source.seed, group_key, where
+        evaluation, report.origins["eval"] = _normalize(
+            normalize, eval_rows, numbers, source, described_eval, report, source.eval_split
         )
+    elif source.eval_fraction > 0:
+        train_idx, eval_idx = _split_indices(train, source.eval_fraction, source.seed, group_key, where)
+        train, evaluation = train.select(train_idx), train.select(eval_idx)
+        report.origins["train"] = [origins[i] for i in train_idx]
+        report.origins["eval"] = [origins[i] for i in eval_idx]
+    if own:
+        log_skipped(report)
     return train, evaluation
+
+
+def _normalize(normalize, rows, numbers, source, where, report, split):
+    bad_rows = BadRows(report, split, numbers)
+    examples = normalize(rows, source.format, where, bad_rows)
+    if len(examples) == 0:
+        raise DataError(
+            f"{where}: no usable rows: all {len(rows)} were bad and skipped "
+            f"(on_bad_row: skip); see the skipped rows' reasons."
+        )
+    if len(bad_rows.origins) != len(examples):  # a normalizer that does not call kept()
+        bad_rows.origins = list(range(len(examples)))
+    return examples, bad_rows.origins

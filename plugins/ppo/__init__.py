@@ -57,14 +57,24 @@ class PPOOptimizer(Optimizer):
                               "in the job; set value_init=policy to start the value model from "
                               "the policy.")
 
+        # The RL stage loaded and reported the prompts already; a report of its own keeps their
+        # skipped rows from being logged twice. Pretraining text is reported here, once.
+        from framework.data.report import SourceReport
+
+        report = job.data_report
+        prompts = load_prompts(job.prompts, report=SourceReport("prompts") if report is not None else None)
+        pretraining = None
+        if job.pretraining is not None:
+            pretraining = load_texts(
+                job.pretraining, report=report.source("pretraining") if report is not None else None)
         output_dir = Path(job.output_dir)
         policy_path = resolve_model_path(job.policy.location)
         tokenizer = load_tokenizer(job.policy.location, job.model)
         trainer = PPOTrainer(
             cfg, policy_path=policy_path, tokenizer=tokenizer, reward=job.reward,
-            prompts=load_prompts(job.prompts), output_dir=output_dir, seed=job.seed,
+            prompts=prompts, output_dir=output_dir, seed=job.seed,
             load_kwargs=load_kwargs(job.model),
-            pretraining=load_texts(job.pretraining) if job.pretraining is not None else None,
+            pretraining=pretraining,
             reward_model_path=resolve_model_path(reward_model.location) if reward_model else None,
         )
         metrics = trainer.train()

@@ -41,20 +41,24 @@ def make_prompt(item: Any, where: str) -> Prompt:
     return Prompt(messages, prompt_text(messages))
 
 
-def load_prompts(artifact: Artifact, where: str = "prompts") -> list[Prompt]:
+def load_prompts(artifact: Artifact, where: str = "prompts", report=None) -> list[Prompt]:
     """The training prompts of a PROMPTS artifact (any prompt format framework.data reads).
-    Held-out prompts (eval_split / eval_fraction) are left out: they are for evaluation."""
+    Held-out prompts (eval_split / eval_fraction) are left out: they are for evaluation.
+    Rows skipped under on_bad_row: skip go to `report` (a SourceReport), else to the log."""
     from framework.data import load_examples, source_from_artifact, to_prompts
 
-    train, _ = load_examples(source_from_artifact(artifact, where), where, to_prompts)
+    train, _ = load_examples(source_from_artifact(artifact, where), where, to_prompts, report=report)
     return [make_prompt(row, f"{where} row {i}") for i, row in enumerate(train)]
 
 
-def load_texts(artifact: Artifact, where: str = "pretraining") -> list[str]:
-    """The documents of a TEXT artifact: rows with a `text` column."""
-    from framework.data import load_examples, source_from_artifact, to_text
+def load_texts(artifact: Artifact, where: str = "pretraining", report=None) -> list[str]:
+    """The documents of a TEXT artifact: rows with a `text` column. Rows skipped under
+    on_bad_row: skip go to `report` (a SourceReport), else to the log."""
+    from framework.data import load_examples, source_from_artifact
+    from framework.data.prompts import normalize_text
 
-    train, _ = load_examples(source_from_artifact(artifact, where), where, lambda rows, fmt, w: to_text(rows, w))
+    train, _ = load_examples(source_from_artifact(artifact, where), where, normalize_text,
+                             report=report)
     return list(train["text"])
 
 

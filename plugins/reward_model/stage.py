@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Dict, Mapping
 
 from framework.artifacts import COMPARISONS, MODEL, REWARD_MODEL, Artifact, Port
+from framework.data.report import DataReport
 from framework.errors import ConfigError, DataError
 from framework.stage import Stage, StageContext, StageResult
 
@@ -60,7 +61,9 @@ class RewardModelStage(Stage):
         checkpoints = Path(ctx.output_dir) / "checkpoints"
         args = self.reward_config(where, str(checkpoints), ctx.seed)
         source = source_from_artifact(inputs["data"], f"{where}.inputs.data")
-        train, evaluation = load_comparisons(source, f"{where}.inputs.data")
+        report = DataReport()
+        data_report = report.source("data")
+        train, evaluation = load_comparisons(source, f"{where}.inputs.data", report=data_report)
         _check_group_sizes(train, args.per_device_train_batch_size, where)
         args.model_init_kwargs = {**_model_init_kwargs(ctx.model), **(args.model_init_kwargs or {})}
 
@@ -72,20 +75,27 @@ class RewardModelStage(Stage):
             eval_dataset=evaluation,
             processing_class=load_tokenizer(location, ctx.model),
         )
-        _check_nothing_dropped(train, trainer.train_dataset, args.max_length, where, "train")
+        skip = source.on_bad_row == "skip"
+        trainer.train_dataset, n_train = _check_nothing_dropped(
+            train, trainer.train_dataset, args.max_length, where, "train", data_report if skip else None)
+        n_eval = 0
         if evaluation is not None:
-            _check_nothing_dropped(evaluation, trainer.eval_dataset, args.max_length, where, "eval")
+            trainer.eval_dataset, n_eval = _check_nothing_dropped(
+                evaluation, trainer.eval_dataset, args.max_length, where, "eval",
+                data_report if skip else None)
 
         last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
         if last:
             ctx.logger.info("%s: resuming from %s", where, last)
         result = trainer.train(resume_from_checkpoint=last)
 
-        metrics: dict[str, Any] = {"train_loss": result.training_loss, "train_pairs": len(train)}
-        if evaluation is not None:
+        metrics: dict[str, Any] = {"train_loss": result.training_loss, "train_pairs": n_train}
+        if evaluation is not None and n_eval:
             metrics["eval_accuracy"], metrics["eval_pairs"] = pairwise_accuracy(trainer)
         else:
             metrics["eval_pairs"] = 0
+        metrics["skipped_rows"] = report.counts()
+        report.write(ctx.output_dir)
         out = Path(ctx.output_dir) / "model"
         trainer.save_model(str(out))  # weights, config (with pad_token_id) and tokenizer
         return StageResult(metrics, {"model": Artifact(REWARD_MODEL, str(out))})
@@ -118,15 +128,32 @@ def _check_group_sizes(pairs, batch_size: int, where: str) -> None:
         )
 
 
-def _check_nothing_dropped(pairs, prepared, max_length, where: str, split: str) -> None:
-    """TRL silently filters pairs longer than max_length; turn that into an error."""
+def _check_nothing_dropped(pairs, prepared, max_length, where: str, split: str, report=None):
+    """TRL silently filters pairs longer than max_length; turn that into an error, or with
+    on_bad_row: skip (a `report` given) leave out the whole prompt group of such a pair (its
+    pairs must stay together) and report each of its source rows. Returns (prepared, pairs)."""
     if len(prepared) == len(pairs):
-        return
+        return prepared, len(prepared)
     kept = Counter(prepared["group"])
     short = sorted(g for g, n in Counter(pairs["group"]).items() if kept[g] < n)
-    raise DataError(
-        f"{where}: {len(pairs) - len(prepared)} {split} pair(s) exceed max_length={max_length} "
-        f"tokens (prompt + response, chat template included), from source row(s) "
-        f"{', '.join(map(str, short[:10]))}{' ...' if len(short) > 10 else ''}. Raise "
-        f"{where}.params.args.max_length or shorten those rows."
-    )
+    if report is None:
+        raise DataError(
+            f"{where}: {len(pairs) - len(prepared)} {split} pair(s) exceed max_length={max_length} "
+            f"tokens (prompt + response, chat template included), from source row(s) "
+            f"{', '.join(map(str, short[:10]))}{' ...' if len(short) > 10 else ''}. Raise "
+            f"{where}.params.args.max_length, shorten those rows, or set the source's "
+            f"on_bad_row: skip to leave them out and report them."
+        )
+    dropped, bad = Counter(pairs["group"]), set(short)
+    origins = report.origins.get(split) or list(pairs["group"])
+    group_of = {origins[i]: g for i, g in enumerate(pairs["group"]) if g in bad}
+    for row, group in sorted(group_of.items()):
+        report.skip({"row": row, "field": None, "reason": (
+            f"{dropped[group] - kept[group]} of the {dropped[group]} pairs of its prompt (first "
+            f"at row {group}) exceed max_length={max_length} tokens (prompt + response, chat "
+            f"template included); a prompt's pairs stay together, so all are left out")}, split)
+    prepared = prepared.filter(lambda group: group not in bad, input_columns="group")
+    if split == "train" and len(prepared) == 0:
+        raise DataError(f"{where}: every train pair exceeds max_length={max_length} tokens; raise "
+                        f"{where}.params.args.max_length.")
+    return prepared, len(prepared)

@@ -122,8 +122,12 @@ class RLStage(Stage):
         scorers = {"reward": self.reward} if self.reward is not None else {}
         scorers.update(self.report)
 
+        from framework.data.report import DataReport
+
         tokenizer = load_tokenizer(inputs["policy"].location, ctx.model)
-        train_prompts, eval_prompts = _prompts(inputs["prompts"], f"{where}.inputs.prompts")
+        report = DataReport()
+        train_prompts, eval_prompts = _prompts(inputs["prompts"], f"{where}.inputs.prompts",
+                                               report.source("prompts"))
         eval_prompts = eval_prompts[: self.config.evaluation.num_prompts]
         if self.reward is not None and self.reward.needs_calibration:
             self._calibrate(inputs["policy"], tokenizer, train_prompts, ctx)
@@ -133,6 +137,7 @@ class RLStage(Stage):
             policy=inputs["policy"], prompts=inputs["prompts"], reward=self.reward,
             pretraining=inputs.get("pretraining"), output_dir=ctx.output_dir, seed=ctx.seed,
             model=ctx.model, reward_model=inputs.get("reward_model"), hardware=ctx.hardware,
+            data_report=report,
         )
         policy, train_metrics = self.optimizer.train(job)
         after = self._evaluate(policy, inputs["policy"], tokenizer, eval_prompts, scorers, ctx, "after")
@@ -144,6 +149,8 @@ class RLStage(Stage):
         metrics["kl"] = after.get("kl")
         metrics["eval_prompts"] = len(eval_prompts)
         metrics.update({f"train_{k}": v for k, v in train_metrics.items()})
+        metrics["skipped_rows"] = report.counts()
+        report.write(ctx.output_dir)
         return StageResult(metrics, {"model": policy})
 
     def _evaluate(self, policy: Artifact, reference, tokenizer, prompts, scorers, ctx, label) -> dict:
@@ -198,12 +205,13 @@ class RLStage(Stage):
         ctx.logger.info("reward normalized on %d SFT samples: %s", n, stats)
 
 
-def _prompts(artifact: Artifact, where: str) -> tuple[list, list]:
-    """(training prompts, held-out prompts) as chat message lists."""
+def _prompts(artifact: Artifact, where: str, report=None) -> tuple[list, list]:
+    """(training prompts, held-out prompts) as chat message lists; bad rows skipped (with
+    on_bad_row: skip) are recorded in `report`."""
     from framework.data import load_examples, source_from_artifact, to_prompts
 
     source = source_from_artifact(artifact, where)
-    train, held_out = load_examples(source, where, to_prompts)
+    train, held_out = load_examples(source, where, to_prompts, report=report)
     return list(train["prompt"]), list(held_out["prompt"]) if held_out is not None else []
 
 

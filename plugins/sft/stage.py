@@ -8,6 +8,7 @@ from typing import Any, Dict, Mapping, Optional
 
 from framework.artifacts import DEMONSTRATIONS, MODEL, Artifact, Port
 from framework.data import check_source, load_examples, source_from_artifact, to_prompt_completion
+from framework.data.report import DataReport
 from framework.errors import ConfigError, DataError
 from framework.stage import Stage, StageContext, StageResult
 from framework.trl_args import build_config, default_args
@@ -52,7 +53,11 @@ class SFTStage(Stage):
         checkpoints = Path(ctx.output_dir) / "checkpoints"
         args = self.training_config(str(checkpoints), ctx.seed, where)
         source = source_from_artifact(inputs["data"], f"{where}.inputs.data")
-        train, evaluation = load_examples(source, f"{where}.inputs.data", to_prompt_completion)
+        report = DataReport()
+        data_report = report.source("data")
+        train, evaluation = load_examples(
+            source, f"{where}.inputs.data", to_prompt_completion, report=data_report
+        )
 
         location = resolve_model_path(inputs["model"].location)
         tokenizer = load_tokenizer(location, ctx.model)
@@ -61,6 +66,9 @@ class SFTStage(Stage):
                 f"{where}: the model {inputs['model'].location!r} has no chat template, which "
                 f"conversational demonstrations need. Set model.chat_template to a Jinja template."
             )
+        train, evaluation = check_lengths(
+            tokenizer, args.max_length, train, evaluation, data_report, f"{where}.inputs.data"
+        )
         model = AutoModelForCausalLM.from_pretrained(location, **load_kwargs(ctx.model))
         trainer = build_trainer(model, tokenizer, args, train, evaluation)
         check_nothing_dropped(trainer, tokenizer, args, train, evaluation, f"{where}.inputs.data")
@@ -78,6 +86,8 @@ class SFTStage(Stage):
         if evaluation is not None:
             metrics["eval_loss"] = trainer.evaluate()["eval_loss"]
             metrics["eval_rows"] = len(evaluation)
+        metrics["skipped_rows"] = report.counts()
+        report.write(ctx.output_dir)
 
         model_dir = Path(ctx.output_dir) / "model"
         trainer.save_model(str(model_dir))  # weights as safetensors, plus the tokenizer
@@ -110,8 +120,44 @@ def check_nothing_dropped(trainer, tokenizer, args, train, evaluation, where: st
         raise DataError(
             f"{where}: {len(rows) - len(prepared)} of {len(rows)} {split} rows have no response "
             f"tokens left after truncation to max_length={args.max_length} (rows, 0-based, of the "
-            f"{split} split: {too_long[:20]}). Raise args.max_length or shorten those prompts."
+            f"{split} split: {too_long[:20]}). Raise args.max_length or shorten those prompts, or "
+            f"set the source's on_bad_row: skip to leave them out and report them."
         )
+
+
+def check_lengths(tokenizer, max_length, train, evaluation, report, where: str):
+    """Rows whose prompt alone fills max_length would be dropped by TRL (no response token left
+    to train on): an error naming them, or with on_bad_row: skip left out and reported, before
+    the trainer sees them. `check_nothing_dropped` still guards against any other drop."""
+    if max_length is None:
+        return train, evaluation
+    kept = []
+    for split, rows in (("train", train), ("eval", evaluation)):
+        if rows is None:
+            kept.append(rows)
+            continue
+        origins = report.origins.get(split) or list(range(len(rows)))
+        lengths = [prompt_length(tokenizer, prompt) for prompt in rows["prompt"]]
+        too_long = [i for i, n in enumerate(lengths) if n >= max_length]
+        if too_long and report.on_bad_row != "skip":
+            raise DataError(
+                f"{where}: {len(too_long)} of {len(rows)} {split} rows have no response tokens "
+                f"left after truncation to max_length={max_length} (rows, 0-based, of the {split} "
+                f"split: {too_long[:20]}). Source rows, 0-based: "
+                f"{[origins[i] for i in too_long[:20]]}. Raise args.max_length or shorten those prompts, or set the source's "
+                f"on_bad_row: skip to leave them out and report them."
+            )
+        for i in too_long:
+            report.skip({"row": origins[i], "field": "prompt", "reason": (
+                f"the prompt is {lengths[i]} tokens (chat template included), filling "
+                f"max_length={max_length}: no response token would be left to train on")}, split)
+        good = [i for i, n in enumerate(lengths) if n < max_length]
+        if split == "train" and not good:
+            raise DataError(f"{where}: every train row is longer than max_length={max_length} "
+                            f"tokens; raise args.max_length.")
+        report.origins[split] = [origins[i] for i in good]
+        kept.append(None if not good else rows.select(good) if too_long else rows)
+    return kept[0], kept[1]
 
 
 def final_train_loss(log_history: list[dict], mean_loss: Optional[float]) -> float:
