@@ -44,6 +44,19 @@ from framework_plugins.ppo.value_model import ValueModel
 logger = logging.getLogger(__name__)
 
 
+def adamw(params, lr: float) -> torch.optim.AdamW:
+    """AdamW with the fused kernel where torch has one for the parameters (CPU and CUDA floats):
+    the same update rule in one pass over each tensor instead of a dozen elementwise ops (what
+    transformers' Trainer uses by default). On a shared 2-core CPU one step over 135M fp32
+    parameters took 0.5 s fused against 3.9 s unfused; PPO takes two (policy, value) per
+    minibatch. Falls back to the default implementation where fused is unsupported."""
+    params = list(params)
+    try:
+        return torch.optim.AdamW(params, lr=lr, fused=True)
+    except (RuntimeError, ValueError):
+        return torch.optim.AdamW(params, lr=lr)
+
+
 class PPOTrainer:
     def __init__(self, config: PPOConfig, *, policy_path: str, tokenizer, prompts: list[Prompt],
                  reward, output_dir: Path, seed: int, load_kwargs: dict | None = None,
@@ -76,8 +89,8 @@ class PPOTrainer:
             model.eval()
 
         self.optimizers = {
-            "policy": torch.optim.AdamW(self.policy.parameters(), lr=config.learning_rate),
-            "value": torch.optim.AdamW(self.value.parameters(), lr=config.value_learning_rate),
+            "policy": adamw(self.policy.parameters(), config.learning_rate),
+            "value": adamw(self.value.parameters(), config.value_learning_rate),
         }
         if config.adaptive_kl:
             self.kl_ctl = AdaptiveKLController(config.init_kl_coef, config.target_kl,
