@@ -18,6 +18,9 @@ class RewardModelConfig:
     # Forwarded to trl.RewardConfig(**args), which rejects unknown names, e.g.
     # {num_train_epochs: 1, per_device_train_batch_size: 12, learning_rate: 2e-5, max_length: 512}
     args: Dict[str, Any] = field(default_factory=dict)
+    # Freeze the embeddings and the lowest N decoder layers (0: train everything); the
+    # backward pass then stops early, which is what makes CPU runs fit in minutes.
+    freeze_layers: int = 0
 
 
 class RewardModelStage(Stage):
@@ -33,6 +36,9 @@ class RewardModelStage(Stage):
     outputs = {"model": REWARD_MODEL}
 
     def check(self, inputs: Mapping[str, Artifact], where: str) -> None:
+        if self.config.freeze_layers < 0:
+            raise ConfigError(f"{where}.params.freeze_layers: must be >= 0, got "
+                              f"{self.config.freeze_layers}.")
         from framework.data import check_source, source_from_artifact
 
         self.reward_config(where, output_dir="unused")
@@ -55,6 +61,7 @@ class RewardModelStage(Stage):
 
         from framework.data import load_comparisons, source_from_artifact
         from framework.models import load_tokenizer, resolve_model_path
+        from framework.models.freezing import freeze_lower_layers
         from framework_plugins.reward_model.trainer import GroupedRewardTrainer, pairwise_accuracy
 
         where = f"stages.{ctx.name}"
@@ -75,6 +82,7 @@ class RewardModelStage(Stage):
             eval_dataset=evaluation,
             processing_class=load_tokenizer(location, ctx.model),
         )
+        freeze_lower_layers(trainer.model, self.config.freeze_layers, f"{where}.params.freeze_layers")
         skip = source.on_bad_row == "skip"
         trainer.train_dataset, n_train = _check_nothing_dropped(
             train, trainer.train_dataset, args.max_length, where, "train", data_report if skip else None)

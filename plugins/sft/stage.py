@@ -11,6 +11,7 @@ from framework.data import check_source, load_examples, source_from_artifact, to
 from framework.data.report import DataReport
 from framework.errors import ConfigError, DataError
 from framework.stage import Stage, StageContext, StageResult
+from framework.models.freezing import freeze_lower_layers
 from framework.trl_args import build_config, default_args
 
 
@@ -20,6 +21,9 @@ class SFTStageConfig:
     # per_device_train_batch_size). The loss is on the completion only (TRL's
     # completion_only_loss) because the data is given to TRL as prompt/completion.
     args: Dict[str, Any] = field(default_factory=dict)
+    # Freeze the embeddings and the lowest N decoder layers (0: train everything); the
+    # backward pass then stops early, which is what makes CPU runs fit in minutes.
+    freeze_layers: int = 0
 
 
 class SFTStage(Stage):
@@ -38,6 +42,9 @@ class SFTStage(Stage):
         return build_config(SFTConfig, self.config.args, default_args(output_dir, seed), where)
 
     def check(self, inputs: Mapping[str, Artifact], where: str) -> None:
+        if self.config.freeze_layers < 0:
+            raise ConfigError(f"{where}.params.freeze_layers: must be >= 0, got "
+                              f"{self.config.freeze_layers}.")
         self.training_config("checkpoints", 0, where)
         if "data" in inputs:
             data_where = f"{where}.inputs.data"
@@ -70,6 +77,7 @@ class SFTStage(Stage):
             tokenizer, args.max_length, train, evaluation, data_report, f"{where}.inputs.data"
         )
         model = AutoModelForCausalLM.from_pretrained(location, **load_kwargs(ctx.model))
+        freeze_lower_layers(model, self.config.freeze_layers, f"{where}.params.freeze_layers")
         trainer = build_trainer(model, tokenizer, args, train, evaluation)
         check_nothing_dropped(trainer, tokenizer, args, train, evaluation, f"{where}.inputs.data")
 
