@@ -5,7 +5,6 @@ row is left out and reported once, with its reason, and the good rows come throu
 from __future__ import annotations
 
 import json
-from types import SimpleNamespace
 
 import pytest
 

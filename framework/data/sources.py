@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib.resources
 import json
 import math
-import dataclasses
 from pathlib import Path
 from typing import Any, Callable, Optional
 

@@ -9,7 +9,6 @@ is V(s_t) and `logprobs[:, t]` is log pi(response[t] | s_t).
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from framework.rollout import logprobs_of  # noqa: F401  (re-exported for the update)
 

@@ -4,7 +4,6 @@ reward (and any further scorers, such as a simulated labeler) before and after, 
 from __future__ import annotations
 
 import dataclasses
-import json
 from typing import Any, Mapping
 
 from framework import plugins
