@@ -14,15 +14,14 @@ from framework_plugins.rl.config import EvaluationConfig
 
 
 @torch.no_grad()
-def evaluate_policy(policy, tokenizer, prompts: Sequence[list], scorers: Mapping[str, RewardSource],
-                    cfg: EvaluationConfig, seed: int, reference=None) -> dict:
-    """Sample `samples_per_prompt` responses per prompt (seeded), score them with every scorer
-    and, given a reference model, measure the KL. Returns {scorer: mean, "kl": mean, ...}."""
-    prompts = [p for p in prompts for _ in range(cfg.samples_per_prompt)]
+def sample_responses(policy, tokenizer, prompts: Sequence[list], cfg: EvaluationConfig, seed: int,
+                     reference=None) -> tuple[list[str], list[float], list[float]]:
+    """One seeded sample per prompt: (responses, token lengths, per-response KL to `reference`;
+    empty without one)."""
     texts = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True)
              for p in prompts]
     torch.manual_seed(seed)
-    responses, kls, lengths = [], [], []
+    responses, lengths, kls = [], [], []
     for start in range(0, len(prompts), cfg.batch_size):
         batch = rollout.generate(
             policy, tokenizer, texts[start:start + cfg.batch_size], prompts[start:start + cfg.batch_size],
@@ -35,6 +34,15 @@ def evaluate_policy(policy, tokenizer, prompts: Sequence[list], scorers: Mapping
             logp = rollout.response_logprobs(policy, batch, cfg.temperature)
             ref_logp = rollout.response_logprobs(reference, batch, cfg.temperature)
             kls += ((logp - ref_logp) * batch.response_mask).sum(1).tolist()
+    return responses, lengths, kls
+
+
+def evaluate_policy(policy, tokenizer, prompts: Sequence[list], scorers: Mapping[str, RewardSource],
+                    cfg: EvaluationConfig, seed: int, reference=None) -> dict:
+    """Sample `samples_per_prompt` responses per prompt (seeded), score them with every scorer
+    and, given a reference model, measure the KL. Returns {scorer: mean, "kl": mean, ...}."""
+    prompts = [p for p in prompts for _ in range(cfg.samples_per_prompt)]
+    responses, lengths, kls = sample_responses(policy, tokenizer, prompts, cfg, seed, reference)
     result = {name: _mean(scorer.score(prompts, responses)) for name, scorer in scorers.items()}
     result["response_length"] = _mean(lengths)
     if reference is not None:

@@ -111,6 +111,7 @@ class RLStage(Stage):
 
     # ---------------------------------------------------------------------------------- run
     def run(self, inputs: Mapping[str, Artifact], ctx: StageContext) -> StageResult:
+        from framework.data.report import DataReport
         from framework.models import load_tokenizer
 
         where = f"stages.{ctx.name}"
@@ -121,17 +122,19 @@ class RLStage(Stage):
         scorers = {"reward": self.reward} if self.reward is not None else {}
         scorers.update(self.report)
 
-        from framework.data.report import DataReport
-
         tokenizer = load_tokenizer(inputs["policy"].location, ctx.model)
         report = DataReport()
         train_prompts, eval_prompts = _prompts(inputs["prompts"], f"{where}.inputs.prompts",
                                                report.source("prompts"))
         eval_prompts = eval_prompts[: self.config.evaluation.num_prompts]
-        if self.reward is not None and self.reward.needs_calibration:
-            self._calibrate(inputs["policy"], tokenizer, train_prompts, ctx)
-
-        before = self._evaluate(inputs["policy"], None, tokenizer, eval_prompts, scorers, ctx, "before")
+        calibrate = self.reward is not None and self.reward.needs_calibration
+        before, after = {}, {}
+        if calibrate or eval_prompts:
+            start = _load_policy(inputs["policy"], ctx)  # once, for both; freed before training
+            if calibrate:
+                self._calibrate(start, tokenizer, train_prompts, ctx)
+            before = self._evaluate(start, None, tokenizer, eval_prompts, scorers, ctx, "before")
+            del start
         job = PolicyTrainingJob(
             policy=inputs["policy"], prompts=inputs["prompts"], reward=self.reward,
             pretraining=inputs.get("pretraining"), output_dir=ctx.output_dir, seed=ctx.seed,
@@ -139,7 +142,9 @@ class RLStage(Stage):
             data_report=report,
         )
         policy, train_metrics = self.optimizer.train(job)
-        after = self._evaluate(policy, inputs["policy"], tokenizer, eval_prompts, scorers, ctx, "after")
+        if eval_prompts:
+            after = self._evaluate(_load_policy(policy, ctx), _load_policy(inputs["policy"], ctx),
+                                   tokenizer, eval_prompts, scorers, ctx, "after")
 
         metrics: dict[str, Any] = {}
         for name in scorers:
@@ -152,56 +157,40 @@ class RLStage(Stage):
         report.write(ctx.output_dir)
         return StageResult(metrics, {"model": policy})
 
-    def _evaluate(self, policy: Artifact, reference, tokenizer, prompts, scorers, ctx, label) -> dict:
-        if not prompts:
-            return {}
-        from transformers import AutoModelForCausalLM
-
-        from framework.models import load_kwargs, resolve_model_path
+    def _evaluate(self, model, reference, tokenizer, prompts, scorers, ctx, label) -> dict:
         from framework_plugins.rl.evaluation import evaluate_policy
 
-        kwargs = load_kwargs(ctx.model)
-        model = AutoModelForCausalLM.from_pretrained(resolve_model_path(policy.location), **kwargs).eval()
-        ref = None
-        if reference is not None:
-            ref = AutoModelForCausalLM.from_pretrained(resolve_model_path(reference.location), **kwargs).eval()
+        if not prompts:
+            return {}
         result = evaluate_policy(model, tokenizer, prompts, scorers, self.config.evaluation,
-                                 seed=ctx.seed, reference=ref)
+                                 seed=ctx.seed, reference=reference)
         write_json_atomic(ctx.output_dir / f"eval_{label}.json", result)
         ctx.logger.info("RL evaluation %s: %s", label,
                         {k: v for k, v in result.items() if k != "samples"})
         return result
 
-    def _calibrate(self, policy: Artifact, tokenizer, prompts, ctx) -> None:
+    def _calibrate(self, model, tokenizer, prompts, ctx) -> None:
         """Normalize the reward on samples of the starting (SFT) policy, as InstructGPT does."""
-        from transformers import AutoModelForCausalLM
-
-        from framework import rollout
-        from framework.models import load_kwargs, resolve_model_path
+        from framework_plugins.rl.evaluation import sample_responses
 
         n = self.reward.calibration_size
         if len(prompts) < n:
             raise ConfigError(f"stages.{ctx.name}.params.reward.params.calibration_size={n} but the "
                               f"prompt set has only {len(prompts)} training prompts; lower it.")
-        model = AutoModelForCausalLM.from_pretrained(
-            resolve_model_path(policy.location), **load_kwargs(ctx.model)).eval()
-        evaluation = self.config.evaluation
         chosen = prompts[:n]
-        texts = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in chosen]
-        import torch
-
-        torch.manual_seed(ctx.seed)
-        responses = []
-        for i in range(0, n, evaluation.batch_size):
-            batch = rollout.generate(model, tokenizer, texts[i:i + evaluation.batch_size],
-                                     chosen[i:i + evaluation.batch_size],
-                                     max_new_tokens=evaluation.max_new_tokens,
-                                     temperature=evaluation.temperature, top_k=0, top_p=1.0,
-                                     max_prompt_length=1024)
-            responses += batch.responses
+        responses, _, _ = sample_responses(model, tokenizer, chosen, self.config.evaluation, ctx.seed)
         stats = self.reward.calibrate(chosen, responses)
         write_json_atomic(ctx.output_dir / "reward_calibration.json", stats)
         ctx.logger.info("reward normalized on %d SFT samples: %s", n, stats)
+
+
+def _load_policy(artifact: Artifact, ctx: StageContext):
+    from transformers import AutoModelForCausalLM
+
+    from framework.models import load_kwargs, resolve_model_path
+
+    return AutoModelForCausalLM.from_pretrained(
+        resolve_model_path(artifact.location), **load_kwargs(ctx.model)).eval()
 
 
 def _prompts(artifact: Artifact, where: str, report=None) -> tuple[list, list]:
