@@ -6,9 +6,9 @@
 Responses are sampled from the embedded SmolLM2-135M-Instruct. Each ranking prompt gets one
 sample under each of the K = 4 hidden STEERING settings (a system prompt, a temperature and a
 max_new_tokens), so their quality genuinely differs; `labeler.rank` orders them. Only the user
-prompt is kept in the rows. Each demonstration is the labeler's best of the DEMO_STEERING samples
-for its prompt (best-of-2 from the two "brief" settings), each first cut back to its last complete
-sentence if it was cut off (`trim_to_sentence`): a careful demonstrator who edits. The RL prompts
+prompt is kept in the rows. Each demonstration is one sample under a STEERING setting drawn with
+the seed (DEMO_MAX_NEW_TOKENS to finish), cut back to its last complete sentence if it was cut off
+(`trim_to_sentence`), and not picked by the labeler: uneven demonstrators. The RL prompts
 need no responses, and the pretraining paragraphs are templated encyclopedic sentences
 (`prompts_source.pretraining_paragraphs`), not model text.
 
@@ -20,8 +20,10 @@ kept, broken by the labeler's documented rule, and counted in the printed summar
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
+import random
 import re
 import statistics
 import tempfile
@@ -53,10 +55,10 @@ STEERING = (
     Steering("few_sentences", "Answer in two or three sentences.", 0.8, 48),
     Steering("detailed", "Answer in detail, with examples.", 1.0, 64),
 )
-DEMO_STEERING = (
-    Steering("one_sentence", "Answer in one short sentence.", 0.7, 48),
-    Steering("few_sentences", "Answer in two or three sentences.", 0.8, 48),
-)
+# Demonstrations: one sample per prompt under a setting drawn with the seed, with room to finish
+# (DEMO_MAX_NEW_TOKENS). Not picked by the labeler: demonstrators of uneven style, so the SFT
+# policy still varies in length and completeness and RL has something to improve.
+DEMO_MAX_NEW_TOKENS = 96
 
 
 class Sampler:
@@ -153,13 +155,21 @@ def trim_to_sentence(text: str) -> str:
 
 
 def build_demonstrations(sampler: Sampler, prompts: list[str]) -> list[dict]:
-    columns = [sampler.sample(prompts, s, seed=SEED + 500 + k) for k, s in enumerate(DEMO_STEERING)]
-    rows = []
-    for p, candidates in zip(prompts, zip(*columns)):
-        candidates = [trim_to_sentence(c) for c in candidates]
-        best = labeler.rank(p, candidates).index(1)
-        rows.append({"prompt": p, "completion": candidates[best]})
-    return rows
+    """One sample per prompt under a seeded random STEERING setting, trimmed to its last
+    complete sentence; no selection by the labeler."""
+    draw = random.Random(SEED + 500)
+    settings = [draw.randrange(len(STEERING)) for _ in prompts]
+    completions = [""] * len(prompts)
+    for k, steering in enumerate(STEERING):
+        rows = [i for i, s in enumerate(settings) if s == k]
+        setting = dataclasses.replace(steering, max_new_tokens=DEMO_MAX_NEW_TOKENS)
+        for i, text in zip(rows, sampler.sample([prompts[i] for i in rows], setting,
+                                                seed=SEED + 500 + k)):
+            completions[i] = trim_to_sentence(text)
+    empty = [prompts[i] for i, c in enumerate(completions) if not c]
+    if empty:
+        raise RuntimeError(f"empty demonstrations for: {empty}")
+    return [{"prompt": p, "completion": c} for p, c in zip(prompts, completions)]
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> None:
@@ -232,12 +242,21 @@ def main(argv: Optional[list[str]] = None) -> None:
     # One thread: on a shared machine, several spin-waiting OpenMP threads ran 4x slower.
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--only", choices=("demonstrations",),
+                        help="regenerate only this set, keeping the other files in --out")
     args = parser.parse_args(argv)
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     start = time.time()
     splits = {k: v[: args.limit] for k, v in split_prompts().items()}
     sampler = Sampler(args.threads, args.batch_size)
+    if args.only == "demonstrations":
+        demonstrations = build_demonstrations(sampler, splits["demonstrations"])
+        write_jsonl(args.out / "demonstrations.jsonl", demonstrations)
+        rankings = [json.loads(line) for line in (args.out / "rankings.jsonl").open()]
+        print("\n".join(summarize(rankings, demonstrations)))
+        print(f"done in {time.time() - start:.0f} s; wrote {args.out / 'demonstrations.jsonl'}")
+        return
     rankings, resampled = build_rankings(sampler, splits["rankings"])
     print(f"rankings sampled ({time.time() - start:.0f} s)", flush=True)
     demonstrations = build_demonstrations(sampler, splits["demonstrations"])
