@@ -1,9 +1,12 @@
 """`python -m framework memory +recipe=NAME [overrides] [flags]`: each stage's estimated peak
 device memory, and whether it fits.
 
-The adapter and hardware settings are flags for now; they will become the `adapter` and
-`hardware` config groups, and these flags will then override those groups' values. Exit
-status: 0 when every planned stage fits, 1 when one does not, 2 for a bad config or flag.
+Each stage's adapter comes from the composed config (the `adapter` group and any
+`stages.NAME.adapter` override); the --adapter, --lora-rank, --target-modules and --quant-bits
+flags override it for every stage. The hardware settings come from the `hardware` profile
+(hardware=single_gpu, ...: device memory, devices, sharding, precision, optimizer, gradient
+checkpointing); the hardware flags override it. Exit status: 0 when every planned stage fits,
+1 when one does not, 2 for a bad config or flag.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from dataclasses import asdict
 from typing import Optional, Sequence
 
 from framework.errors import FrameworkError
+from framework.hardware.large_models import apply_large_model_adapter
 from framework.memory.estimate import StageEstimate, estimate_ppo, estimate_training
 from framework.memory.specs import (
     ADAPTERS,
@@ -30,6 +34,7 @@ from framework.memory.specs import (
     UnplannedStage,
     read_model_shape,
 )
+from framework.memory.hardware import hardware_spec, ppo_hardware
 from framework.memory.workloads import model_dtype, stage_workloads
 
 
@@ -38,19 +43,25 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m framework memory",
         description="Estimate each stage's peak device memory without loading weights.",
         epilog="Example: python -m framework memory +recipe=instructgpt "
-               "model.name_or_path=meta-llama/Llama-2-7b-hf --adapter qlora --dtype bf16 "
+               "model.name_or_path=meta-llama/Llama-2-7b-hf adapter=qlora --dtype bf16 "
                "--optimizer paged_adamw_8bit --gradient-checkpointing",
     )
     p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. +recipe=instructgpt")
-    p.add_argument("--device-gb", type=float, default=24.0, help="memory per device, GiB (24)")
-    p.add_argument("--num-devices", type=int, default=1)
+    p.add_argument("--device-gb", type=float, default=None,
+                   help="memory per device, GiB (default: hardware.device_memory_gb, else 24)")
+    p.add_argument("--num-devices", type=int, default=None,
+                   help="default: the hardware profile's processes")
     p.add_argument("--sharding", choices=SHARDINGS, default=None,
-                   help="none for one device, ddp when --num-devices > 1 (default)")
-    p.add_argument("--adapter", choices=ADAPTERS, default="none")
-    p.add_argument("--lora-rank", type=int, default=16)
-    p.add_argument("--target-modules", default="all-linear",
-                   help="all-linear, or comma-separated names such as q_proj,v_proj")
-    p.add_argument("--quant-bits", type=int, choices=(4, 8), default=4, help="qlora only")
+                   help="default: the hardware profile's (multi_gpu: ddp, deepspeed_zero3: "
+                        "zero3, ...)")
+    p.add_argument("--adapter", choices=ADAPTERS, default=None,
+                   help="default: the config's adapter (adapter=lora|qlora), per stage")
+    p.add_argument("--lora-rank", type=int, default=None, help="default: adapter.rank")
+    p.add_argument("--target-modules", default=None,
+                   help="all-linear, or comma-separated names such as q_proj,v_proj "
+                        "(default: adapter.target_modules)")
+    p.add_argument("--quant-bits", type=int, choices=(4, 8), default=4,
+                   help="qlora only (the framework's qlora is 4-bit NF4)")
     p.add_argument("--dtype", default=None,
                    help="weights: fp32 | bf16 | fp16 (default: model.dtype)")
     p.add_argument("--compute-dtype", default=None,
@@ -58,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "for it, else --dtype)")
     p.add_argument("--gradient-checkpointing", action=argparse.BooleanOptionalAction,
                    default=None, help="default: each stage's own setting (TRL's: on; PPO: off)")
-    p.add_argument("--optimizer", choices=OPTIMIZERS, default="adamw")
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default=None,
+                   help="default: hardware.optim (paged_adamw_8bit on single_gpu), else adamw")
     p.add_argument("--attention", choices=ATTENTIONS, default="sdpa")
     p.add_argument("--overhead-gb", type=float, default=1.0,
                    help="CUDA context and fragmentation, GiB (1.0; 0 on a CPU)")
@@ -77,17 +89,49 @@ def compose(overrides: Sequence[str]):
         return hydra_compose(config_name="config", overrides=list(overrides))
 
 
-def plan(cfg, adapter: AdapterSpec, hw: HardwareSpec, shape: ModelShape):
-    """(estimates, unplanned stages) for a composed config."""
+def plan(cfg, adapter: AdapterSpec, hw: HardwareSpec, shape: ModelShape, per_stage=None,
+         ppo_hw: Optional[HardwareSpec] = None):
+    """(estimates, unplanned stages) for a composed config. `per_stage`: stage name -> the
+    AdapterSpec of a stage whose adapter differs from `adapter`. `ppo_hw`: the RL stage's hardware
+    (default: `hw` as PPO runs it, see framework.memory.hardware.ppo_hardware)."""
     estimates, unplanned = [], []
+    per_stage = per_stage or {}
+    ppo_hw = ppo_hw or ppo_hardware(hw)
     for wl in stage_workloads(cfg):
+        spec = per_stage.get(wl.stage, adapter)
         if isinstance(wl, TrainWorkload):
-            estimates.append(estimate_training(shape, adapter, hw, wl))
+            estimates.append(estimate_training(shape, spec, hw, wl))
         elif isinstance(wl, PPOWorkload):
-            estimates.append(estimate_ppo(shape, adapter, hw, wl))
+            estimates.append(estimate_ppo(shape, spec, ppo_hw, wl))
         else:
             unplanned.append(wl)
+            continue
+        if spec != adapter:
+            estimates[-1].workload["adapter"] = _adapter_text(spec, shape)
     return estimates, unplanned
+
+
+def adapter_specs(cfg, args) -> tuple[AdapterSpec, dict[str, AdapterSpec]]:
+    """The root adapter and the stages' own ones from the composed config, with the flags on top
+    (for every stage). bitsandbytes need not be installed to plan for qlora."""
+    from framework.models.adapters import parse_adapter, stage_adapter
+
+    def spec(config) -> AdapterSpec:
+        targets = config.target_modules
+        if args.target_modules is not None:
+            targets = args.target_modules
+            if targets != "all-linear":
+                targets = tuple(t.strip() for t in targets.split(",") if t.strip())
+        return AdapterSpec(kind=args.adapter or config.kind, rank=args.lora_rank or config.rank,
+                           target_modules=targets, bits=args.quant_bits)
+
+    root = parse_adapter(cfg.get("adapter") or {}, "adapter", installed=False)
+    per_stage = {}
+    for name, node in (cfg.get("stages") or {}).items():
+        own = stage_adapter(root, node.get("adapter"), f"stages.{name}.adapter", installed=False)
+        if own != root:
+            per_stage[name] = spec(own)
+    return spec(root), per_stage
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -103,19 +147,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return 2
         shape = read_model_shape(cfg.model.name_or_path, revision=cfg.model.revision,
                                  trust_remote_code=bool(cfg.model.trust_remote_code))
-        targets = args.target_modules
-        if targets != "all-linear":
-            targets = tuple(t.strip() for t in targets.split(",") if t.strip())
-        adapter = AdapterSpec(kind=args.adapter, rank=args.lora_rank, target_modules=targets,
-                              bits=args.quant_bits)
-        hw = HardwareSpec(
-            device_gb=args.device_gb, num_devices=args.num_devices,
-            sharding=args.sharding or ("ddp" if args.num_devices > 1 else "none"),
-            dtype=args.dtype or model_dtype(cfg, shape.dtype), compute_dtype=args.compute_dtype,
-            gradient_checkpointing=args.gradient_checkpointing, optimizer=args.optimizer,
-            attention=args.attention, overhead_gb=args.overhead_gb,
-        )
-        estimates, unplanned = plan(cfg, adapter, hw, shape)
+        apply_large_model_adapter(cfg)  # the profile's adapter for a model this large
+        adapter, per_stage = adapter_specs(cfg, args)
+        hw = hardware_spec(cfg, args, args.dtype or model_dtype(cfg, shape.dtype))
+        estimates, unplanned = plan(cfg, adapter, hw, shape, per_stage,
+                                    ppo_hardware(hw, args.gradient_checkpointing))
     except FrameworkError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -1,8 +1,8 @@
 """The planner's inputs as plain dataclasses: the model's shape, the adapter, the hardware.
 
-`adapter` and `hardware` will become config groups; until then the `memory` command builds
-`AdapterSpec` and `HardwareSpec` from its flags. `ModelShape` is read from a transformers config
-(`read_model_shape`), never from weights.
+The `memory` command builds `AdapterSpec` from the composed `adapter` group (per stage, with
+its flags on top) and `HardwareSpec` from its flags. `ModelShape` is read from a transformers
+config (`read_model_shape`), never from weights.
 """
 
 from __future__ import annotations

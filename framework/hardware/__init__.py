@@ -1,0 +1,20 @@
+"""Hardware profiles (the `hardware` config group): devices, precision, processes, sharding.
+
+config.py          the HardwareConfig schema and its planning-time checks
+training_args.py   a profile as TRL/transformers training arguments, DeepSpeed's config
+accelerate_args.py a profile as `accelerate launch` arguments and Accelerator kwargs
+distributed.py     rank, shard/gather/broadcast for stage code; per-rank diagnostics
+large_models.py    the adapter a profile picks for models too large to fine-tune fully
+"""
+
+from framework.hardware.config import (
+    HardwareConfig,
+    as_hardware,
+    compute_dtype,
+    hardware_problems,
+    launches,
+    resolved_mixed_precision,
+)
+
+__all__ = ["HardwareConfig", "as_hardware", "compute_dtype", "hardware_problems", "launches",
+           "resolved_mixed_precision"]
