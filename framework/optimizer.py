@@ -28,6 +28,9 @@ class PolicyTrainingJob:
     # itself (e.g. pretraining text) with `data_report.source(NAME)`; the stage reports them.
     # `prompts` are already loaded and reported by the stage.
     data_report: Any = None
+    # framework.models.adapters.AdapterConfig: train adapters instead of full weights (an
+    # optimizer that accepts it says so in adapter_problems); None or kind none: full weights.
+    adapter: Any = None
 
 
 class Optimizer(Plugin, ABC):
@@ -39,6 +42,17 @@ class Optimizer(Plugin, ABC):
     def uses_pretraining(self) -> bool:
         """Whether this config reads the `pretraining` text (e.g. PPO-ptx with ptx_coef > 0)."""
         return False
+
+    def adapter_problems(self, adapter: Any, where: str, params_where: str,
+                         hardware: Any = None) -> list[str]:
+        """Problems training with `adapter` (framework.models.adapters.AdapterConfig, configured
+        at `where`) with this optimizer's params (at `params_where`) on `hardware` (a
+        HardwareConfig or None), each naming its config path and the fix. By default an
+        optimizer trains full weights only."""
+        if not adapter.enabled:
+            return []
+        return [f"{where}.kind: the optimizer {type(self).__name__} trains full weights only; "
+                f"set {where}.kind=none (an adapter policy input is merged into its base first)."]
 
     def uses_reward_model(self) -> bool:
         """Whether this config reads a reward-model checkpoint itself (e.g. to start a critic)."""

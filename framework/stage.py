@@ -22,6 +22,9 @@ class StageContext:
     seed: int
     model: Any  # the `model` config node (loading options such as dtype, trust_remote_code)
     hardware: Any = None
+    # framework.models.adapters.AdapterConfig for a stage that trains weights (its
+    # `adapter_kinds` is not empty): the root `adapter` with the stage's overrides; else None.
+    adapter: Any = None
     logger: logging.Logger = field(default_factory=lambda: logging.getLogger("framework"))
 
 
@@ -36,12 +39,18 @@ class Stage(Plugin, ABC):
 
     - `inputs`: name -> Port (accepted artifact kinds, required or not).
     - `outputs`: name -> artifact kind it produces.
+    - `adapter_kinds`: the `adapter` kinds (none, lora, qlora) it can train with; empty for a
+      stage that trains no weights, to which the `adapter` config does not apply.
     - `check()` runs during planning, before any weights load: validate everything cheap.
-    - `run()` does the work and returns metrics and exactly the declared outputs.
+    - `run()` does the work and returns metrics and exactly the declared outputs. Under a
+      multi-process hardware profile it runs in every process: write files only where
+      `framework.hardware.distributed.is_main_process()`, and return the same metrics everywhere
+      (rank 0's are recorded).
     """
 
     inputs: ClassVar[Mapping[str, Port]] = {}
     outputs: ClassVar[Mapping[str, str]] = {}
+    adapter_kinds: ClassVar[tuple[str, ...]] = ()
 
     def required_inputs(self) -> set[str]:
         """Inputs that must be wired, given this stage's config (default: the required ports)."""
@@ -60,6 +69,12 @@ class Stage(Plugin, ABC):
 
         `inputs` holds the inputs known before the run (the model and data sources); inputs wired
         to earlier stages' outputs are absent, since those do not exist yet."""
+
+    def adapter_problems(self, adapter: Any, where: str, hardware: Any = None) -> list[str]:
+        """What in this config cannot train with `adapter` (an AdapterConfig of a kind in
+        `adapter_kinds`) on `hardware` (a HardwareConfig or None), each naming its config path
+        and the fix; checked during planning."""
+        return []
 
     def output_meta(self, name: str, inputs: Mapping[str, Artifact]) -> Optional[dict]:
         """Static metadata of an output, known before running (e.g. the tokenizer it uses)."""

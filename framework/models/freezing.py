@@ -39,3 +39,27 @@ def freeze_lower_layers(model, n: int, where: str) -> int:
             count += p.numel() if p.requires_grad else 0
             p.requires_grad_(False)
     return count
+
+
+def top_layer_linears(model, n: int, targets, where: str) -> list[str]:
+    """The qualified names of the linear layers LoRA should target in all but the lowest `n`
+    decoder layers: every linear for targets="all-linear", else those named in `targets`.
+    With adapters the base is frozen anyway; `freeze_layers` then keeps the adapters (and so the
+    backward pass) to the top layers."""
+    layers = decoder_layers(model)
+    if n >= len(layers):
+        raise ConfigError(f"{where}: freeze_layers={n} would leave none of the {len(layers)} "
+                          f"layers to adapt; use at most {len(layers) - 1}.")
+    qualified = {id(m): name for name, m in model.named_modules()}
+    names = []
+    for layer in list(layers)[n:]:
+        prefix = qualified[id(layer)]
+        for sub, module in layer.named_modules():
+            # bitsandbytes' 4-bit linears subclass torch.nn.Linear as well
+            if isinstance(module, torch.nn.Linear) and (
+                    targets == "all-linear" or sub.rsplit(".", 1)[-1] in targets):
+                names.append(f"{prefix}.{sub}")
+    if not names:
+        raise ConfigError(f"{where}: no module of the top {len(layers) - n} layers matches "
+                          f"adapter.target_modules={list(targets)}.")
+    return names

@@ -9,6 +9,8 @@ from typing import Any, Mapping
 from framework import plugins
 from framework.artifacts import MODEL, PROMPTS, REWARD_MODEL, TEXT, Artifact, Port
 from framework.errors import ConfigError, FrameworkError
+from framework.hardware.config import as_hardware, device
+from framework.hardware.distributed import is_main_process
 from framework.optimizer import PolicyTrainingJob
 from framework.pipeline.files import write_json_atomic
 from framework.stage import Stage, StageContext, StageResult
@@ -25,6 +27,9 @@ class RLStage(Stage):
         "pretraining": Port((TEXT,), required=False, doc="pretraining text for PPO-ptx"),
     }
     outputs = {"model": MODEL}
+    # The optimizer decides which it supports (PPO: all three, on one shared base); adapter
+    # inputs (a LoRA SFT policy, a LoRA reward model) are merged into their bases first.
+    adapter_kinds = ("none", "lora", "qlora")
 
     @classmethod
     def parse_config(cls, node: Any, where: str) -> RLConfig:
@@ -56,6 +61,11 @@ class RLStage(Stage):
         self.report = {name: _build(plugins.reward_sources, spec) for name, spec in config.report.items()}
 
     # ------------------------------------------------------------------- planning-time checks
+    def adapter_problems(self, adapter, where: str, hardware=None) -> list[str]:
+        stage = where.removesuffix(".adapter")
+        return self.optimizer.adapter_problems(adapter, where, f"{stage}.params.optimizer.params",
+                                               hardware)
+
     def _sources_needing_reward_model(self) -> dict[str, bool]:
         """Reward sources (by config key) that read a reward model -> whether they require it."""
         needs = {}
@@ -118,7 +128,8 @@ class RLStage(Stage):
         reward_inputs = {"model": inputs["reward_model"]} if "reward_model" in inputs else {}
         for source in [self.reward, *self.report.values()]:
             if source is not None:
-                source.setup(reward_inputs, model_cfg=ctx.model)
+                source.setup(reward_inputs, device=device(as_hardware(ctx.hardware)),
+                             model_cfg=ctx.model)
         scorers = {"reward": self.reward} if self.reward is not None else {}
         scorers.update(self.report)
 
@@ -139,7 +150,7 @@ class RLStage(Stage):
             policy=inputs["policy"], prompts=inputs["prompts"], reward=self.reward,
             pretraining=inputs.get("pretraining"), output_dir=ctx.output_dir, seed=ctx.seed,
             model=ctx.model, reward_model=inputs.get("reward_model"), hardware=ctx.hardware,
-            data_report=report,
+            data_report=report, adapter=ctx.adapter,
         )
         policy, train_metrics = self.optimizer.train(job)
         if eval_prompts:
@@ -154,7 +165,8 @@ class RLStage(Stage):
         metrics["eval_prompts"] = len(eval_prompts)
         metrics.update({f"train_{k}": v for k, v in train_metrics.items()})
         metrics["skipped_rows"] = report.counts()
-        report.write(ctx.output_dir)
+        if is_main_process():  # every process computed the same; one writes
+            report.write(ctx.output_dir)
         return StageResult(metrics, {"model": policy})
 
     def _evaluate(self, model, reference, tokenizer, prompts, scorers, ctx, label) -> dict:
@@ -164,33 +176,33 @@ class RLStage(Stage):
             return {}
         result = evaluate_policy(model, tokenizer, prompts, scorers, self.config.evaluation,
                                  seed=ctx.seed, reference=reference)
-        write_json_atomic(ctx.output_dir / f"eval_{label}.json", result)
+        if is_main_process():
+            write_json_atomic(ctx.output_dir / f"eval_{label}.json", result)
         ctx.logger.info("RL evaluation %s: %s", label,
                         {k: v for k, v in result.items() if k != "samples"})
         return result
 
     def _calibrate(self, model, tokenizer, prompts, ctx) -> None:
         """Normalize the reward on samples of the starting (SFT) policy, as InstructGPT does."""
-        from framework_plugins.rl.evaluation import sample_responses
+        from framework_plugins.rl.evaluation import sample_all
 
         n = self.reward.calibration_size
         if len(prompts) < n:
             raise ConfigError(f"stages.{ctx.name}.params.reward.params.calibration_size={n} but the "
                               f"prompt set has only {len(prompts)} training prompts; lower it.")
         chosen = prompts[:n]
-        responses, _, _ = sample_responses(model, tokenizer, chosen, self.config.evaluation, ctx.seed)
-        stats = self.reward.calibrate(chosen, responses)
-        write_json_atomic(ctx.output_dir / "reward_calibration.json", stats)
+        responses = sample_all(model, tokenizer, chosen, self.config.evaluation, ctx.seed)
+        stats = self.reward.calibrate(chosen, responses)  # on every process: the same samples
+        if is_main_process():
+            write_json_atomic(ctx.output_dir / "reward_calibration.json", stats)
         ctx.logger.info("reward normalized on %d SFT samples: %s", n, stats)
 
 
 def _load_policy(artifact: Artifact, ctx: StageContext):
-    from transformers import AutoModelForCausalLM
+    """Full weights; an adapter policy (e.g. a LoRA SFT output) is merged into its base."""
+    from framework.models.adapter_models import CAUSAL_LM, load_merged
 
-    from framework.models import load_kwargs, resolve_model_path
-
-    return AutoModelForCausalLM.from_pretrained(
-        resolve_model_path(artifact.location), **load_kwargs(ctx.model)).eval()
+    return load_merged(artifact, ctx.model, CAUSAL_LM, f"stages.{ctx.name}.inputs.policy").eval()
 
 
 def _prompts(artifact: Artifact, where: str, report=None) -> tuple[list, list]:
