@@ -11,7 +11,7 @@ import inspect
 from dataclasses import dataclass
 
 import torch
-from transformers import GenerationConfig
+from transformers import DynamicCache, GenerationConfig
 
 
 
@@ -24,6 +24,9 @@ class Rollout:
     prompt_length: int  # P, the padded prompt width
     response_mask: torch.Tensor  # [B, T] float, 1 up to and including the first EOS
     ended: torch.Tensor  # [B] bool, whether the response ended with an EOS
+    # The first `shared_prefix` real tokens are the same in every row (a chat template's system
+    # prompt): forward passes compute them once for the batch (see `forward_shared`). 0: off.
+    shared_prefix: int = 0
 
     @property
     def response_ids(self) -> torch.Tensor:
@@ -77,6 +80,7 @@ def generate(model, tokenizer, prompt_texts: list[str], prompts: list, *, max_ne
         input_ids=torch.cat([batch["input_ids"], response], dim=1),
         attention_mask=torch.cat([batch["attention_mask"], response_mask.long()], dim=1),
         prompt_length=prompt_length, response_mask=response_mask, ended=ended,
+        shared_prefix=shared_prefix_length(batch["input_ids"], batch["attention_mask"]),
     )
 
 
@@ -98,17 +102,72 @@ def response_logits(model, rollout: Rollout, temperature: float) -> torch.Tensor
     """The logits that predicted each response token, divided by the sampling temperature:
     [B, T, V]. Position P - 1 + t predicts response token t."""
     keep = rollout.response_mask.shape[1] + 1  # the LM head runs on these last positions only
-    out = model(
-        input_ids=rollout.input_ids, attention_mask=rollout.attention_mask,
-        position_ids=position_ids(rollout.attention_mask), use_cache=False,
-        **({"logits_to_keep": keep} if _accepts_logits_to_keep(model) else {}),
-    )
+    extra = {"logits_to_keep": keep} if _accepts(model, "logits_to_keep") else {}
+    out = forward_shared(model, rollout, **extra)
     return out.logits[:, -keep:-1].float() / temperature
 
 
-def _accepts_logits_to_keep(model) -> bool:
+def _accepts(model, argument: str) -> bool:
     forward = getattr(model, "module", model).forward  # a DDP wrapper holds the model
-    return "logits_to_keep" in inspect.signature(forward).parameters
+    return argument in inspect.signature(forward).parameters
+
+
+MIN_SHARED_PREFIX = 8  # below this, the extra prefix pass costs more than it saves
+
+
+def shared_prefix_length(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> int:
+    """How many leading real tokens all rows of a left-padded prompt batch share, leaving every
+    row at least one token of its own (0 when fewer than MIN_SHARED_PREFIX or one row)."""
+    lengths = attention_mask.sum(1)
+    if len(input_ids) < 2:
+        return 0
+    width = input_ids.shape[1]
+    shortest = int(lengths.min())
+    # each row's real tokens, left-aligned, cut to the shortest row
+    starts = width - lengths
+    cols = starts[:, None] + torch.arange(shortest, device=input_ids.device)[None, :]
+    real = torch.gather(input_ids, 1, cols)
+    same = (real == real[:1]).all(0).long()
+    n = int(same.cumprod(0).sum())
+    n = min(n, shortest - 1)
+    return n if n >= MIN_SHARED_PREFIX else 0
+
+
+def forward_shared(model, rollout: Rollout, **kwargs):
+    """`model` on the rollout's sequences, computing the shared prompt prefix once.
+
+    Each row is `[pad | prefix | rest]`. The prefix runs as a batch of one, its KV cache is
+    repeated over the batch and the rows continue from it as `[prefix-KV | pad | rest]` with
+    positions counted on from the prefix: the same attention pattern and positions as the plain
+    pass, so the same outputs up to float rounding, on fewer tokens (autograd flows through the
+    cache into the prefix pass). Models wrapped for data parallelism (DDP) take the plain pass:
+    two forwards before one backward would confuse their gradient hooks.
+    The output's sequence axis covers only the rows' `[pad | rest]` columns; callers read the
+    response positions, which are the last ones in both layouts."""
+    ids, mask = rollout.input_ids, rollout.attention_mask
+    n = rollout.shared_prefix
+    if not n or hasattr(model, "module") or not _accepts(model, "past_key_values"):
+        return model(input_ids=ids, attention_mask=mask, position_ids=position_ids(mask),
+                     use_cache=False, **kwargs)
+    rows, width = ids.shape
+    p = rollout.prompt_length
+    start = p - mask[:, :p].sum(1)  # each row's first real token (after its left padding)
+    prefix = ids[:1, int(start[0]): int(start[0]) + n]
+    cache = DynamicCache()  # filled in place by the prefix pass
+    model(input_ids=prefix, past_key_values=cache, use_cache=True, **_one_logit(model))
+    cache.batch_repeat_interleave(rows)
+    # drop the prefix columns: keep [0, start) and [start + n, width) of each row
+    col = torch.arange(width - n, device=ids.device)[None, :]
+    source = torch.where(col < start[:, None], col, col + n)
+    rest_ids, rest_mask = torch.gather(ids, 1, source), torch.gather(mask, 1, source)
+    positions = n + (rest_mask.long().cumsum(-1) - 1).clamp(min=0)
+    full_mask = torch.cat([rest_mask.new_ones(rows, n), rest_mask], dim=1)
+    return model(input_ids=rest_ids, attention_mask=full_mask, position_ids=positions,
+                 past_key_values=cache, use_cache=True, **kwargs)
+
+
+def _one_logit(model) -> dict:
+    return {"logits_to_keep": 1} if _accepts(model, "logits_to_keep") else {}
 
 
 def response_logprobs(model, rollout: Rollout, temperature: float) -> torch.Tensor:
@@ -118,12 +177,9 @@ def response_logprobs(model, rollout: Rollout, temperature: float) -> torch.Tens
 
 def response_values(value_model, rollout: Rollout) -> torch.Tensor:
     """V(s_t) for each response token t, read at the position before it: [B, T]."""
-    values = value_model(
-        rollout.input_ids, attention_mask=rollout.attention_mask,
-        position_ids=position_ids(rollout.attention_mask),
-    )
-    p = rollout.prompt_length
-    return values[:, p - 1 : -1].float()
+    values = forward_shared(value_model, rollout)
+    t = rollout.response_mask.shape[1]
+    return values[:, -t - 1 : -1].float()
 
 
 def apply_missing_eos_penalty(scores: torch.Tensor, ended: torch.Tensor, penalty) -> torch.Tensor:
@@ -141,5 +197,5 @@ def select(rollout: Rollout, rows: torch.Tensor) -> Rollout:
         responses=[rollout.responses[i] for i in picked],
         input_ids=rollout.input_ids[rows], attention_mask=rollout.attention_mask[rows],
         prompt_length=rollout.prompt_length, response_mask=rollout.response_mask[rows],
-        ended=rollout.ended[rows],
+        ended=rollout.ended[rows], shared_prefix=rollout.shared_prefix,
     )

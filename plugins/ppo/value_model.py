@@ -21,11 +21,13 @@ class ValueModel(nn.Module):
             nn.init.zeros_(self.head.bias)
         self.head.to(dtype=next(backbone.parameters()).dtype)
 
-    def forward(self, input_ids, attention_mask=None, position_ids=None) -> torch.Tensor:
-        """[B, L] token ids -> [B, L] values."""
+    def forward(self, input_ids, attention_mask=None, position_ids=None, past_key_values=None,
+                use_cache=False) -> torch.Tensor:
+        """[B, L] token ids -> [B, L] values. A `past_key_values` cache is continued from (and
+        extended): rollout.forward_shared computes a shared prompt prefix once that way."""
         hidden = self.backbone(
             input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-            use_cache=False,
+            past_key_values=past_key_values, use_cache=use_cache,
         ).last_hidden_state
         return self.head(hidden).squeeze(-1)
 

@@ -76,13 +76,16 @@ def run_ours(setup: dict) -> None:
     torch.set_num_threads(setup["threads"])
     from framework import rollout
     from framework.artifacts import REWARD_MODEL, Artifact
-    from framework.models import load_tokenizer
+    from framework.models import ModelConfig, load_tokenizer
+    from framework.models.adapters import AdapterConfig
     from framework_plugins.ppo.config import PPOConfig
     from framework_plugins.ppo.data import make_prompt
     from framework_plugins.ppo.trainer import PPOTrainer
     from framework_plugins.rewards.reward_model import RewardModelConfig, RewardModelReward
 
     steps = setup["steps"] + 1
+    rss_before_models = rss_mb()  # torch, transformers and the rest imported; no weights yet
+    adapter = setup.get("adapter", "none")
     tokenizer = load_tokenizer(setup["policy"])
     reward = RewardModelReward(RewardModelConfig(batch_size=setup["batch_size"]))
     reward.setup({"model": Artifact(REWARD_MODEL, setup["reward_model"])}, device="cpu")
@@ -91,7 +94,9 @@ def run_ours(setup: dict) -> None:
         ppo_epochs=setup["ppo_epochs"], learning_rate=setup["learning_rate"],
         value_learning_rate=setup["learning_rate"], max_new_tokens=setup["new_tokens"],
         temperature=setup["temperature"], init_kl_coef=setup["kl_coef"], cliprange=0.2,
-        cliprange_value=0.2, vf_coef=0.1, gamma=1.0, lam=0.95, value_init="reward_model",
+        cliprange_value=0.2, vf_coef=0.1, gamma=1.0, lam=0.95,
+        # with adapters the critic is an adapter on the policy's base (shared_base.py)
+        value_init="reward_model" if adapter == "none" else "policy",
         save_every=0, sample_every=0, log_every=1,
     )
     trainer = PPOTrainer(
@@ -100,6 +105,7 @@ def run_ours(setup: dict) -> None:
                  for m in setup["prompts"]],
         output_dir=Path(tempfile.mkdtemp(prefix="ours_ppo_bench_")), seed=setup["seed"],
         reward_model_path=setup["reward_model"],
+        adapter=AdapterConfig(kind=adapter), model_cfg=ModelConfig(),
     )
     # Exactly `new_tokens` tokens: rollout.generate passes a GenerationConfig without
     # min_new_tokens, so generate fills it from the policy's generation_config.
@@ -139,7 +145,8 @@ def run_ours(setup: dict) -> None:
             clock["start"] = time.perf_counter()
 
     trainer.log = timed_log
-    emit(event="ready", rss_mb=rss_mb(), optimizer="2 x " + type(
+    emit(event="ready", rss_mb=rss_mb(), rss_before_models_mb=rss_before_models,
+         optimizer="2 x " + type(
         trainer.optimizers["policy"].optimizer).__name__)
     wait_go()
     clock["start"] = time.perf_counter()
@@ -201,6 +208,8 @@ def summary(steps: list[dict], warmup: dict, done: dict, ready: dict) -> dict:
         "peak_rss_mb": round(max(done.get("peak_rss_mb", 0), steps[-1]["peak_rss_mb"]), 1),
         "peak_rss_mb_at_last_step": round(steps[-1]["peak_rss_mb"], 1),
         "rss_after_load_mb": round(ready["rss_mb"], 1),
+        **({"rss_before_models_mb": round(ready["rss_before_models_mb"], 1)}
+           if "rss_before_models_mb" in ready else {}),
         "optimizer": ready.get("optimizer"),
         "responses": {k: steps[-1][k] for k in keys if k in steps[-1]},
         "phases_seconds": [s.get("phases") or {"generation": round(s["generation_seconds"], 3)}
@@ -216,6 +225,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3, help="timed steps (after one warm-up)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--only", choices=("ours", "trl"), help="run one implementation")
+    parser.add_argument("--memory", action="store_true",
+                        help="instead: peak memory of ours with full fine-tuning (four models) "
+                             "against adapter=lora on one shared base, same model and batch")
     parser.add_argument("--worker", help=argparse.SUPPRESS)  # internal: run ours from SETUP
     args = parser.parse_args()
     if args.worker:
@@ -235,6 +247,8 @@ def main() -> None:
         "steps": args.steps, "dtype": "float32",
     }
     (work / "setup.json").write_text(json.dumps(setup, indent=1))
+    if args.memory:
+        return print(json.dumps(memory_comparison(setup, work, args.threads), indent=1))
     workers = {}
     if args.only != "trl":
         workers["ours"] = Worker("ours", [sys.executable, __file__, "--worker",
@@ -273,6 +287,38 @@ def main() -> None:
     }
     out["logs"] = str(work)
     print(json.dumps(out, indent=1))
+
+
+def memory_comparison(setup: dict, work: Path, threads: int) -> dict:
+    """Peak RSS of ours, full fine-tuning (policy, reference, value from the reward model, reward
+    model: four networks) against adapter=lora (policy, reference and value on one frozen base;
+    the reward model separate), one after the other, each in its own process. `above_baseline`
+    subtracts the RSS the process had before loading any weights (the libraries)."""
+    out = {"config": {k: v for k, v in setup.items() if k not in ("policy", "reward_model")}
+           | {"model": "SmolLM2-135M-Instruct, fp32",
+              "full": "separate policy, reference, reward and value models (value from the "
+                      "reward model), full fine-tuning",
+              "lora": "adapter=lora (rank 16, alpha 32, all linear layers): policy and value "
+                      "adapters on one frozen base that is also the reference; the reward "
+                      "model separate"}}
+    for kind, adapter in (("full", "none"), ("lora", "lora")):
+        path = work / f"setup_{kind}.json"
+        path.write_text(json.dumps({**setup, "adapter": adapter}, indent=1))
+        worker = Worker(kind, [sys.executable, __file__, "--worker", str(path)],
+                        work / f"{kind}.log", threads)
+        ready = worker.read("ready")
+        steps = [worker.step() for _ in range(setup["steps"] + 1)]
+        done = worker.read("done")
+        worker.proc.wait(timeout=600)
+        result = summary(steps[1:], steps[0], done, ready)
+        result["peak_above_baseline_mb"] = round(
+            result["peak_rss_mb"] - ready["rss_before_models_mb"], 1)
+        out[kind] = result
+    out["ratio_peak_rss"] = out["lora"]["peak_rss_mb"] / out["full"]["peak_rss_mb"]
+    out["ratio_peak_above_baseline"] = (out["lora"]["peak_above_baseline_mb"]
+                                        / out["full"]["peak_above_baseline_mb"])
+    out["logs"] = str(work)
+    return out
 
 
 def _cpu_name() -> str:

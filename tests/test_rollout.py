@@ -1,0 +1,116 @@
+"""Rollout forward passes: the shared-prompt-prefix pass must give the plain pass's numbers
+and gradients, and PPO's reuse of the rollout pass for the first micro-batch must too."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from framework import rollout
+from framework.models import load_tokenizer
+from framework_plugins.ppo.value_model import ValueModel
+
+PROMPTS = ["Explain why the sky is blue.", "Hi", "Write a poem about the sea and the wind."]
+
+
+def test_shared_prefix_length_counts_common_real_tokens_and_leaves_each_row_one():
+    pad = 0
+    ids = torch.tensor([
+        [pad, pad, 5, 6, 7, 8, 9, 10, 11, 12, 13, 20],
+        [5, 6, 7, 8, 9, 10, 11, 12, 13, 21, 22, 23],
+        [pad, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 24],
+    ])
+    mask = (ids != pad).long()
+    # all rows start with 5..13 (9 real tokens), whatever their left padding
+    assert rollout.shared_prefix_length(ids, mask) == 9
+    # the shortest row keeps at least one token of its own
+    short = torch.tensor([[5, 6, 7, 8, 9, 10, 11, 12, 13], [5, 6, 7, 8, 9, 10, 11, 12, 13]])
+    assert rollout.shared_prefix_length(short, torch.ones_like(short)) == 8
+    # below MIN_SHARED_PREFIX, or a single row: off
+    assert rollout.shared_prefix_length(ids[:, 5:], mask[:, 5:]) == 0
+    assert rollout.shared_prefix_length(ids[:1], mask[:1]) == 0
+
+
+@pytest.fixture(scope="module")
+def batch_and_model(tiny_model_dir):
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
+    tokenizer = load_tokenizer(str(tiny_model_dir))
+    texts = [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
+                                           add_generation_prompt=True) for p in PROMPTS]
+    batch = rollout.generate(model, tokenizer, texts, PROMPTS, max_new_tokens=10,
+                             temperature=1.0, top_k=0, top_p=1.0, max_prompt_length=256)
+    return batch, model, tiny_model_dir
+
+
+def _grads(module, loss):
+    module.zero_grad(set_to_none=True)
+    loss.backward()
+    return [p.grad.clone() for p in module.parameters() if p.grad is not None]
+
+
+def _assert_close_grads(a, b):
+    assert len(a) == len(b) > 0
+    for x, y in zip(a, b):  # float rounding only: relative to each gradient's norm
+        assert (x - y).norm() <= 1e-5 * y.norm() + 1e-8
+
+
+def test_shared_prefix_pass_matches_the_plain_pass_for_the_policy(batch_and_model):
+    batch, model, _ = batch_and_model
+    assert batch.shared_prefix >= rollout.MIN_SHARED_PREFIX  # the chat template's system prompt
+    plain = dataclasses.replace(batch, shared_prefix=0)
+    mask = batch.response_mask.bool()
+    shared_lp = rollout.response_logprobs(model, batch, 0.7)
+    plain_lp = rollout.response_logprobs(model, plain, 0.7)
+    torch.testing.assert_close(shared_lp[mask], plain_lp[mask], rtol=0, atol=1e-5)
+    _assert_close_grads(_grads(model, shared_lp[mask].sum()), _grads(model, plain_lp[mask].sum()))
+
+
+def test_shared_prefix_pass_matches_the_plain_pass_for_the_critic(batch_and_model):
+    batch, _, path = batch_and_model
+    torch.manual_seed(1)
+    critic = ValueModel.from_policy(str(path), dtype=torch.float32).eval()
+    mask = batch.response_mask.bool()
+    shared = rollout.response_values(critic, batch)
+    plain = rollout.response_values(critic, dataclasses.replace(batch, shared_prefix=0))
+    torch.testing.assert_close(shared[mask], plain[mask], rtol=0, atol=1e-5)
+    _assert_close_grads(_grads(critic, shared[mask].sum()), _grads(critic, plain[mask].sum()))
+
+
+@pytest.mark.parametrize("accumulation", [1, 2])
+def test_ppo_first_micro_batch_reuses_the_rollout_pass_exactly(tiny_model_dir, tmp_path,
+                                                               accumulation):
+    """make_experience keeps the graph of the first micro-batch's policy and value pass; the
+    loss and gradients from it equal those of a fresh pass on the same rows."""
+    from framework_plugins.ppo.config import PPOConfig
+    from framework_plugins.ppo.data import make_prompt
+    from framework_plugins.ppo.trainer import PPOTrainer
+    from framework.reward_source import RewardSource
+
+    class Length(RewardSource):
+        def score(self, prompts, responses):
+            return [float(len(r)) for r in responses]
+
+    config = PPOConfig(steps=1, batch_size=4, num_minibatches=1, ppo_epochs=1, max_new_tokens=6,
+                       gradient_accumulation_steps=accumulation, save_every=0, sample_every=0)
+    trainer = PPOTrainer(
+        config, policy_path=str(tiny_model_dir), tokenizer=load_tokenizer(str(tiny_model_dir)),
+        prompts=[make_prompt(p, "test") for p in PROMPTS + ["Name a colour."]],
+        reward=Length(None), output_dir=tmp_path, seed=0,
+    )
+    exp = trainer.make_experience()
+    rows = exp["order"][: config.minibatch_size // accumulation]
+    params = [*trainer.policy.parameters(), *trainer.value.parameters()]
+
+    reused, stats = trainer.loss(exp, rows, exp["first_pass"])
+    assert stats["approx_kl_old"] == 0.0 and stats["policy_clipfrac"] == 0.0  # ratio exactly 1
+    grads_reused = torch.autograd.grad(reused, params, allow_unused=True)
+    fresh, _ = trainer.loss(exp, rows)
+    grads_fresh = torch.autograd.grad(fresh, params, allow_unused=True)
+    torch.testing.assert_close(reused, fresh, rtol=1e-5, atol=1e-6)
+    pairs = [(a, b) for a, b in zip(grads_reused, grads_fresh) if a is not None]
+    assert pairs and all(b is not None for _, b in pairs)
+    _assert_close_grads([a for a, _ in pairs], [b for _, b in pairs])
