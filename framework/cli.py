@@ -32,17 +32,45 @@ def main() -> None:
 def _run(cfg) -> None:
     from hydra.core.hydra_config import HydraConfig
 
-    from framework.errors import FrameworkError
+    from framework.errors import FrameworkError, TrainingInterrupted
+    from framework.pipeline.redact import install_log_redaction, redact_yaml_file
     from framework.pipeline.runner import run_pipeline
+    from framework.pipeline.signals import signal_number
 
     hydra_cfg = HydraConfig.get()
     recipe = hydra_cfg.runtime.choices.get("recipe") or "custom"
     run_dir = Path(hydra_cfg.runtime.output_dir)
+    install_log_redaction()  # secrets never reach the console or the run's log file
+    if hydra_cfg.output_subdir:  # Hydra's own copies of the config and the overrides
+        for name in ("config.yaml", "hydra.yaml", "overrides.yaml"):
+            redact_yaml_file(run_dir / hydra_cfg.output_subdir / name)
     try:
         summary = run_pipeline(cfg, run_dir, recipe)
+    except TrainingInterrupted as exc:
+        log.error("%s\nInterrupted cleanly. To resume, run the same command again:\n  %s",
+                  exc, resume_command(run_dir))
+        sys.exit(128 + signal_number(exc.signal_name))
+    except KeyboardInterrupt as exc:
+        log.error("%s. Checkpoints saved before it are kept; to resume from the last one, run "
+                  "the same command again:\n  %s", exc or "interrupted", resume_command(run_dir))
+        sys.exit(130)
     except FrameworkError as exc:
         log.error("%s", exc)
         sys.exit(2)
     log.info("run directory: %s", run_dir)
     for name, entry in summary["stages"].items():
         log.info("  %-14s %-8s %7.1f s  %s", name, entry["status"], entry["seconds"], entry["metrics"])
+
+
+def resume_command(run_dir: Path) -> str:
+    """This command, pinned to this run directory (Hydra would otherwise pick a new one)."""
+    import shlex
+
+    from framework.pipeline.redact import redact_text
+
+    args = sys.argv[1:]
+    multirun = "-m" in args or "--multirun" in args
+    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    if not any(a.startswith(key + "=") for a in args):
+        args = [*args, f"{key}={run_dir.parent if multirun else run_dir}"]
+    return redact_text("python -m framework " + shlex.join(args))

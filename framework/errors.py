@@ -27,3 +27,25 @@ class PluginError(FrameworkError):
 
 class DataError(FrameworkError):
     """A data set or one of its rows is malformed."""
+
+
+class TrainingDiverged(FrameworkError):
+    """Training produced a non-finite loss, gradient, reward or KL, or broke a configured bound.
+
+    The stage stops before the bad state reaches a checkpoint: the last checkpoint on disk is
+    the last good one. `step` is the training step that diverged, `quantity` what was bad."""
+
+    def __init__(self, message: str, *, step: int | None = None, quantity: str | None = None,
+                 checkpoint: str | None = None):
+        self.step, self.quantity, self.checkpoint = step, quantity, checkpoint
+        super().__init__(message)
+
+
+class TrainingInterrupted(FrameworkError):
+    """SIGINT or SIGTERM stopped a stage cleanly, after saving a checkpoint (when one could be
+    saved); running the same command again resumes from it."""
+
+    def __init__(self, message: str, *, signal_name: str = "SIGTERM", step: int | None = None,
+                 checkpoint: str | None = None):
+        self.signal_name, self.step, self.checkpoint = signal_name, step, checkpoint
+        super().__init__(message)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import re
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Callable, Generic, Optional, TypeVar
@@ -21,6 +22,8 @@ from typing import Callable, Generic, Optional, TypeVar
 from framework.errors import PluginError
 
 T = TypeVar("T")
+# "package.module:Class" (dotted identifiers on both sides): what a config may name explicitly.
+MODULE_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 
 @dataclass
 class Entry:
@@ -123,6 +126,12 @@ class Registry(Generic[T]):
 
     def _load_explicit(self, target: str) -> T:
         """A plugin the user names explicitly in config as 'module:Class'."""
+        if not MODULE_PATH.match(target):
+            raise PluginError(
+                f"{target!r} is not a 'package.module:Class' name. A {self.kind} plugin comes "
+                f"from an installed distribution's entry point (group {self.group!r}) or from an "
+                f"importable module named that way; never from a file path."
+            )
         obj = self._validated(target, self._import(target, "module"), "module")
         self._entries[target] = Entry(target, target, "module", obj)
         return obj

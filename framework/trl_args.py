@@ -14,14 +14,23 @@ from framework.errors import ConfigError
 FRAMEWORK_OWNED = ("output_dir",)
 
 
-def default_args(output_dir: str, seed: int) -> dict[str, Any]:
-    """What a stage passes unless the recipe says otherwise."""
+def default_args(output_dir: str, seed: int, hardware: Any = None) -> dict[str, Any]:
+    """What a stage passes unless the recipe says otherwise: the framework's defaults, then the
+    hardware profile's settings (precision, use_cpu, gradient checkpointing, optimizer,
+    DeepSpeed or FSDP; framework.hardware.training_args)."""
+    from framework.hardware import as_hardware
+    from framework.hardware.training_args import training_args
+
     return {
         "output_dir": output_dir,
         "seed": seed,
         "report_to": "none",  # no tracker is contacted unless asked for
         # TRL turns bf16 on by default, which fails on machines without bf16 support (CPUs).
         "bf16": torch.cuda.is_available() and torch.cuda.is_bf16_supported(),
+        # A NaN loss is logged as NaN, not replaced by the running mean: the divergence guard
+        # (framework.trl_training) must see it.
+        "logging_nan_inf_filter": False,
+        **training_args(as_hardware(hardware)),
     }
 
 
@@ -48,9 +57,53 @@ def build_config(
     if args.get("fp16") and "bf16" not in args:
         args["bf16"] = False  # asking for fp16 means not bf16
     try:
-        return config_cls(**{**defaults, **args})
+        config = config_cls(**{**defaults, **args})
     except (TypeError, ValueError) as exc:
         raise ConfigError(
             f"{where}.params.args: {config_cls.__name__} rejected the arguments "
             f"{sorted(args)}: {exc}"
         ) from None
+    problems = value_problems(config)
+    if problems:
+        raise ConfigError([f"{where}.params.args.{p}" for p in problems])
+    return config
+
+
+def value_problems(config) -> list[str]:
+    """Values TrainingArguments accepts but that cannot train: `KEY: why. fix.` per problem."""
+    p = []
+    if not config.learning_rate > 0:
+        p.append(f"learning_rate: {config.learning_rate} must be > 0 (e.g. 5e-5).")
+    if config.max_steps != -1 and config.max_steps < 1:
+        p.append(f"max_steps: {config.max_steps} must be a positive number of steps, or -1 to "
+                 f"train for num_train_epochs.")
+    elif config.max_steps == -1 and not config.num_train_epochs > 0:
+        p.append(f"num_train_epochs: {config.num_train_epochs} must be > 0 (or set max_steps).")
+    for key in ("per_device_train_batch_size", "per_device_eval_batch_size",
+                "gradient_accumulation_steps"):
+        if getattr(config, key) < 1:
+            p.append(f"{key}: {getattr(config, key)} must be >= 1.")
+    if str(getattr(config.save_strategy, "value", config.save_strategy)) == "steps" \
+            and not config.save_steps > 0:
+        p.append(f"save_steps: {config.save_steps} must be > 0 with save_strategy=steps "
+                 f"(or set save_strategy: 'no').")
+    max_length = getattr(config, "max_length", None)
+    if max_length is not None and max_length < 1:
+        p.append(f"max_length: {max_length} must be >= 1 tokens, or null for no limit.")
+    if config.max_grad_norm is not None and config.max_grad_norm < 0:
+        p.append(f"max_grad_norm: {config.max_grad_norm} must be >= 0 (0 turns clipping off).")
+    return p
+
+
+def evaluates(config) -> bool:
+    """Whether the trainer evaluates during training (so it needs held-out data)."""
+    return str(getattr(config.eval_strategy, "value", config.eval_strategy)) != "no"
+
+
+def check_eval_data(config, source, where: str) -> None:
+    """An eval_strategy with no held-out split fails only once training reaches it: say so now."""
+    if evaluates(config) and not (source.eval_split or source.eval_fraction > 0):
+        raise ConfigError(
+            f"{where}.params.args.eval_strategy: {config.eval_strategy.value!r} evaluates during "
+            f"training, but the data source {source.path!r} has no held-out rows; set its "
+            f"eval_fraction (or eval_split), or set eval_strategy: 'no'.")

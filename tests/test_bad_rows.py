@@ -53,6 +53,11 @@ KINDS = {
         "comparisons", to_pairs, line({**GOOD_RANKING, "ranks": [1, 2]}), GOOD_RANKING,
         r"row 1 \(0-based\), field 'ranks': \[1, 2\] is not a permutation of 1\.\.3\. Fix:",
     ),
+    "ranking of fewer than 2 responses": (
+        "comparisons", to_pairs, line({"prompt": "Rank these.", "responses": ["only one"]}),
+        GOOD_RANKING, r"row 1 \(0-based\), field 'responses': expected a list of at least 2 "
+                      r"responses, got \['only one'\]\. Fix: give K >= 2 responses",
+    ),
     "line not valid JSON": (
         "demonstrations", to_prompt_completion, b'{"prompt": "Hi?", "completion": "x"\n',
         GOOD_DEMO, r"bad\.jsonl, line 2 \(row 1, 0-based\): not valid JSON: Expecting ',' "
@@ -151,6 +156,65 @@ def test_example_longer_than_max_length(tmp_path, tokenizer, on_bad_row):
     assert len(kept) == 2 and report.origins["train"] == [0, 2]
     (record,) = report.skipped
     assert record["row"] == 1 and record["field"] == "prompt" and "max_length=48" in record["reason"]
+
+
+@pytest.mark.parametrize("on_bad_row", ["error", "skip"])
+def test_response_that_max_length_would_cut(tmp_path, tokenizer, on_bad_row):
+    """The prompt fits but prompt + response does not: TRL would cut the response silently."""
+    from framework_plugins.sft.stage import check_lengths, full_length
+
+    long_answer = " ".join(["word"] * 60)
+    path = tmp_path / "demos.jsonl"
+    path.write_bytes(line(GOOD_DEMO) + line(GOOD_DEMO)
+                     + line({"prompt": "Say many words.", "completion": long_answer}))
+    source = DataSourceConfig(path=str(path), on_bad_row=on_bad_row)
+    report = SourceReport("data")
+    train, evaluation = load_examples(source, "data.x", to_prompt_completion, report=report)
+    n = full_length(tokenizer, train[2]["prompt"], train[2]["completion"])
+    assert n > 48 and full_length(tokenizer, train[0]["prompt"], train[0]["completion"]) <= 48
+    if on_bad_row == "error":
+        with pytest.raises(DataError, match=(
+                rf"data\.x: 1 of 3 train rows are longer than max_length=48 tokens \(prompt \+ "
+                rf"response, chat template included: \[{n}\]\), so training would silently cut "
+                rf"the end of their responses \(rows, 0-based, of the train split: \[2\]\)\. "
+                rf"Source rows, 0-based: \[2\]\. Raise args\.max_length.*on_bad_row: skip")):
+            check_lengths(tokenizer, 48, train, evaluation, report, "data.x")
+        return
+    kept, _ = check_lengths(tokenizer, 48, train, evaluation, report, "data.x")
+    assert len(kept) == 2 and report.origins["train"] == [0, 1]
+    (record,) = report.skipped
+    assert record["row"] == 2 and record["field"] == "completion"
+    assert f"prompt + response are {n} tokens" in record["reason"]
+    # packing cuts sequences into chunks on purpose: nothing to report then
+    again = SourceReport("data", on_bad_row="error")
+    assert len(check_lengths(tokenizer, 48, train, None, again, "data.x", whole=False)[0]) == 3
+
+
+@pytest.mark.parametrize("on_bad_row", ["error", "skip"])
+def test_prompt_longer_than_max_prompt_length(tmp_path, tokenizer, on_bad_row):
+    from framework.data.config import data_artifact
+    from framework.data.report import DataReport
+    from framework_plugins.ppo.data import check_prompt_lengths, load_prompts
+
+    path = tmp_path / "prompts.jsonl"
+    path.write_bytes(line({"prompt": "Hi?"}) + line({"prompt": " ".join(["word"] * 80)})
+                     + line({"prompt": "Hello?"}))
+    artifact = data_artifact(DataSourceConfig(kind="prompts", path=str(path), on_bad_row=on_bad_row))
+    origins = SourceReport("prompts")
+    prompts = load_prompts(artifact, report=origins)
+    stage_report = DataReport()
+    if on_bad_row == "error":
+        with pytest.raises(DataError, match=(
+                r"prompts: 1 of 3 training prompts of '.*prompts\.jsonl' are longer than "
+                r"optimizer\.params\.max_prompt_length=32 tokens .* \(source rows, 0-based: "
+                r"\[1\]\)\. Raise max_prompt_length")):
+            check_prompt_lengths(prompts, tokenizer, 32, artifact, origins, stage_report)
+        return
+    kept = check_prompt_lengths(prompts, tokenizer, 32, artifact, origins, stage_report)
+    assert [p.text for p in kept] == ["Hi?", "Hello?"]
+    assert stage_report.counts() == {"prompts": 1}
+    (record,) = stage_report.skipped
+    assert record["row"] == 1 and "max_prompt_length=32" in record["reason"]
 
 
 def test_over_long_pairs_are_skipped_with_their_prompt_group():

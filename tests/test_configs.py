@@ -39,9 +39,18 @@ def test_recipe_composes_and_plans(recipe):
 def test_every_group_option_composes_with_every_recipe(recipe, group_option):
     group, option = group_option
     cfg = compose_with(f"+recipe={recipe}", f"{group}={option}")
+    if group == "adapter":  # the rl stage trains full weights until PPO takes adapters
+        rl = [f"stages.{n}.adapter.kind=none" for n, s in cfg.stages.items() if s.plugin == "rl"]
+        cfg = compose_with(f"+recipe={recipe}", f"{group}={option}", *rl)
     assert cfg[group] is not None
     if not cfg.model.name_or_path.startswith("embedded:") and group == "model":
         return  # a hub model: planning would only add the network check
+    if group == "hardware":  # whether this machine has its GPUs and libraries is its own check
+        try:
+            build_plan(cfg)
+        except ConfigError as exc:
+            assert all(p.startswith("hardware.") for p in exc.problems), exc.problems
+        return
     build_plan(cfg)
 
 

@@ -22,13 +22,7 @@ from framework_plugins.ppo.value_model import ValueModel
 TOPICS = ["cats", "dogs", "rain", "the sea", "apples", "music", "bikes", "trees"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models gain nothing from threads, and on a shared 2-core machine they lose a lot."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 class Repetition(RewardSource):

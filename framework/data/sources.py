@@ -118,6 +118,7 @@ def _check_path(source: DataSourceConfig, where: str) -> list[str]:
         return _single_file_split_problems(source, where)
     try:
         _directory_builder(p, where)
+        _split_files_of(p, where)
     except DataError as exc:
         return [str(exc)]
     return []
@@ -244,6 +245,7 @@ def _load_split(
                 return _with_utf8_check(p, where, lambda: datasets.load_dataset(
                     LOCAL_BUILDERS[p.suffix.lower()], data_files=str(p), split="train")), None
             builder = _directory_builder(p, where)
+            _split_files_of(p, where)  # no data file may be left out silently
             if builder == "json":
                 return _json_files(_split_files(p, split, where, path), where, bad)
             return _pick_split(datasets.load_dataset(builder, data_dir=str(p)), split, where, path), None
@@ -270,12 +272,42 @@ def _json_files(files: list[Path], where: str, bad) -> tuple[datasets.Dataset, l
     return rows_to_dataset(rows), numbers
 
 
-def _split_files(directory: Path, split: str, where: str, path: str) -> list[Path]:
-    """The files of `split` in a directory, named the way `datasets` names splits."""
-    from datasets.data_files import DataFilesDict, get_data_patterns
+# How `datasets` assigns a directory's files to splits, for the error that names a stray file.
+SPLIT_NAMING = (
+    "a directory's data files are assigned to splits by name: train/training, "
+    "validation/valid/dev/val, test/testing/eval/evaluation as a word of the file or folder name "
+    "(train.jsonl, my-test.csv, train/part1.jsonl), or <split>-00000-of-00002.parquet; when no "
+    "file is named so, every file is train"
+)
+
+
+def _split_files_of(directory: Path, where: str) -> dict[str, list[str]]:
+    """{split: files} as `datasets` reads a directory; a data file it would assign to no split
+    (and so silently ignore) is a DataError naming it."""
+    from datasets.data_files import FILES_TO_IGNORE, DataFilesDict, get_data_patterns
 
     found = DataFilesDict.from_patterns(get_data_patterns(str(directory)), base_path=str(directory))
-    files = {str(name): list(paths) for name, paths in found.items()}
+    files = {str(name): [str(f) for f in paths] for name, paths in found.items()}
+    assigned = {Path(f).resolve() for paths in files.values() for f in paths}
+    stray = sorted(
+        str(f.relative_to(directory)) for f in directory.rglob("*")
+        if f.is_file() and f.suffix.lower() in LOCAL_BUILDERS and f.resolve() not in assigned
+        and f.name not in FILES_TO_IGNORE  # metadata such as config.json, never data
+        and not any(part.startswith(".") for part in f.relative_to(directory).parts)
+    )
+    if stray:
+        raise DataError(
+            f"{where}.path: in the directory {str(directory)!r}, {', '.join(map(repr, stray[:10]))}"
+            f"{' ...' if len(stray) > 10 else ''} match(es) no split and would be silently "
+            f"ignored; {SPLIT_NAMING}. The splits found are: {', '.join(files) or 'none'}. Rename "
+            f"or move those files."
+        )
+    return files
+
+
+def _split_files(directory: Path, split: str, where: str, path: str) -> list[Path]:
+    """The files of `split` in a directory, named the way `datasets` names splits."""
+    files = _split_files_of(directory, where)
     if split not in files:
         raise DataError(
             f"{where}: the directory {path!r} has no split {split!r}; its splits (from file "

@@ -12,7 +12,12 @@ class ModelConfig:
     revision: Optional[str] = None
     # float32 | bfloat16 | float16 | auto
     dtype: str = "float32"
-    # Off by default: a model repository's own Python code is never run unless asked for.
+    # Off by default: a model repository's own Python code is never run unless asked for. When
+    # on, it applies to this model and to local checkpoints (the ones stages train from it),
+    # never to another hub repository.
     trust_remote_code: bool = False
+    # Off by default: weights load from safetensors only. Pickle checkpoints (pytorch_model.bin,
+    # *.pt) can run arbitrary code when loaded; set true only for files you trust.
+    allow_pickle: bool = False
     # A Jinja chat template for models that have none (base models); null keeps the model's.
     chat_template: Optional[str] = None

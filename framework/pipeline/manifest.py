@@ -15,6 +15,7 @@ from typing import Any, Mapping, Optional
 
 from framework.artifacts import Artifact
 from framework.pipeline.files import read_json, write_json_atomic
+from framework.pipeline.redact import redact
 
 MANIFEST = "manifest.json"
 SUMMARY = "summary.json"
@@ -40,7 +41,13 @@ def write_manifest(stage_dir: Path, run_dir: Path, record: dict) -> None:
         k: {**a.to_json(), "location": _portable(a.location, run_dir)}
         for k, a in record.get("artifacts", {}).items()
     }
-    write_json_atomic(stage_dir / MANIFEST, record)
+    write_json_atomic(stage_dir / MANIFEST, redact(record))
+
+
+def recorded_hash(stage_dir: Path) -> Optional[str]:
+    """The config hash of the stage's last attempt (done, failed, interrupted), if any."""
+    record = read_json(stage_dir / MANIFEST)
+    return record.get("config_hash") if record else None
 
 
 def read_reusable(stage_dir: Path, run_dir: Path, expected_hash: str) -> Optional[dict]:
@@ -68,4 +75,4 @@ def write_summary(run_dir: Path, summary: dict) -> None:
             **entry,
             "artifacts": {k: _portable(a.location, run_dir) for k, a in entry["artifacts"].items()},
         }
-    write_json_atomic(run_dir / SUMMARY, out)
+    write_json_atomic(run_dir / SUMMARY, redact(out))

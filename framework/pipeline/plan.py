@@ -19,8 +19,10 @@ from framework import plugins
 from framework.artifacts import MODEL, Artifact
 from framework.data.config import DataSourceConfig, data_artifact
 from framework.errors import ConfigError, FrameworkError
+from framework.hardware.config import as_hardware
+from framework.models.adapters import AdapterConfig, parse_adapter, stage_adapter
 from framework.models.embedded import check_embedded
-from framework.models.loading import DTYPES
+from framework.models.loading import DTYPES, check_weights_format
 from framework.stage import Stage
 
 
@@ -40,6 +42,7 @@ class PlannedStage:
     stage: Stage
     node: dict  # the resolved stage node, hashed to decide re-runs
     inputs: dict[str, Artifact | OutputRef]
+    adapter: AdapterConfig | None = None  # for a stage that trains weights (see Stage.adapter_kinds)
 
 
 def model_artifact(model_cfg: Any) -> Artifact:
@@ -49,7 +52,9 @@ def model_artifact(model_cfg: Any) -> Artifact:
 
 def build_plan(cfg: DictConfig) -> list[PlannedStage]:
     problems: list[str] = []
+    _unknown_keys(cfg, problems)
     sources = _external_sources(cfg, problems)
+    _check_hardware(cfg, problems)
     produced: dict[str, dict[str, str]] = {}  # stage -> output -> kind
     all_stages = list(cfg.get("stages") or {})
     plan: list[PlannedStage] = []
@@ -72,16 +77,105 @@ def build_plan(cfg: DictConfig) -> list[PlannedStage]:
             problems.append(str(exc))
             continue
         inputs = _wire(name, stage, node.inputs, sources, produced_before, all_stages, problems)
+        adapter = _adapter(cfg, name, stage, node, problems)
         if len(inputs) == len([k for k in node.inputs if k in stage.accepted_inputs()]):
             try:
                 known = {k: v for k, v in inputs.items() if not isinstance(v, OutputRef)}
                 stage.check(known, where)
             except FrameworkError as exc:
                 problems.append(str(exc))
-        plan.append(PlannedStage(name, node.plugin, stage, OmegaConf.to_container(node, resolve=True), inputs))
+        plan.append(PlannedStage(name, node.plugin, stage, _hashed_node(node, adapter), inputs, adapter))
     if problems:
         raise ConfigError(problems)
     return plan
+
+
+def _adapter(cfg, name, stage, node, problems) -> AdapterConfig | None:
+    """The stage's adapter (root `adapter` plus `stages.NAME.adapter`), checked against the
+    kinds the stage supports; None for a stage that trains no weights."""
+    where = f"stages.{name}.adapter"
+    raw = node.get("adapter") or {}
+    raw = OmegaConf.to_container(raw, resolve=True) if OmegaConf.is_config(raw) else raw
+    override = {k: v for k, v in raw.items() if v is not None}
+    kinds = type(stage).adapter_kinds
+    if not kinds:
+        if override:
+            problems.append(f"{where}: stage plugin {node.plugin!r} trains no model weights, so "
+                            f"adapters do not apply to it; remove {where}.")
+        return None
+    try:
+        root = parse_adapter(cfg.get("adapter") or {}, "adapter")
+    except ConfigError as exc:
+        if str(exc) not in problems:  # reported once, not once per stage
+            problems.append(str(exc))
+        return None
+    try:
+        adapter = stage_adapter(root, override, where)
+    except ConfigError as exc:
+        problems.append(str(exc))
+        return None
+    if adapter.kind not in kinds:
+        at = f"{where}.kind" if "kind" in override else "adapter"
+        problems.append(
+            f"{at}: stage plugin {node.plugin!r} cannot train with adapter kind "
+            f"{adapter.kind!r} (it supports: {', '.join(kinds)}). Set {where}.kind="
+            f"{kinds[0]} to use {kinds[0]!r} for this stage only."
+        )
+    else:
+        try:
+            hardware = as_hardware(cfg.get("hardware"))
+        except ConfigError:  # reported by the hardware check
+            hardware = None
+        problems.extend(stage.adapter_problems(adapter, where, hardware))
+    return adapter
+
+
+def _hashed_node(node, adapter: AdapterConfig | None) -> dict:
+    """The stage node as hashed: with the effective adapter when one is on, so that changing
+    the root `adapter` re-runs the stages it applies to (and full fine-tuning hashes as before)."""
+    data = OmegaConf.to_container(node, resolve=True)
+    data.pop("adapter", None)
+    if adapter is not None and adapter.enabled:
+        data["adapter"] = adapter.to_json()
+    return data
+
+
+def _check_hardware(cfg: DictConfig, problems: list[str]) -> None:
+    """The `hardware` profile on this machine: devices, processes, precision, libraries."""
+    from framework.hardware import as_hardware, hardware_problems
+
+    try:
+        hardware = as_hardware(cfg.get("hardware"))
+    except FrameworkError as exc:
+        problems.append(str(exc))
+        return
+    if hardware is not None:
+        problems.extend(hardware_problems(hardware))
+
+
+def _unknown_keys(cfg: DictConfig, problems: list[str]) -> None:
+    """Keys added with Hydra's `++` skip the schema check of composition; a typo there would be
+    ignored silently (`++model.dtyp=bfloat16`). `adapter` and `hardware` check their own."""
+    from framework.models.config import ModelConfig
+    from framework.pipeline.schema import RootConfig, StageNode
+
+    def check(node, schema, where: str) -> None:
+        if not isinstance(node, DictConfig):
+            return
+        valid = [f.name for f in dataclasses.fields(schema)]
+        for key in node:
+            if key not in valid:
+                close = difflib.get_close_matches(str(key), valid, n=1)
+                hint = f" Did you mean {close[0]!r}?" if close else ""
+                problems.append(f"{where}{key}: not a setting.{hint} Valid keys: "
+                                f"{', '.join(valid)}.")
+
+    check(cfg, RootConfig, "")
+    check(cfg.get("model"), ModelConfig, "model.")
+    for name, node in (cfg.get("data") or {}).items():
+        check(node, DataSourceConfig, f"data.{name}.")
+    for name, node in (cfg.get("stages") or {}).items():
+        check(node, StageNode, f"stages.{name}.")
 
 
 def _external_sources(cfg: DictConfig, problems: list[str]) -> dict[str, Artifact]:
@@ -92,10 +186,16 @@ def _external_sources(cfg: DictConfig, problems: list[str]) -> dict[str, Artifac
         check_embedded(cfg.model.name_or_path, "model.name_or_path")
     except ConfigError as exc:
         problems.append(str(exc))
+    try:
+        check_weights_format(cfg.model.name_or_path, cfg.model, "model.name_or_path")
+    except ConfigError as exc:
+        problems.append(str(exc))
     if cfg.model.dtype not in DTYPES:
         problems.append(f"model.dtype: {cfg.model.dtype!r} is not one of {', '.join(DTYPES)}.")
+    known = {f.name for f in dataclasses.fields(DataSourceConfig)}
     for name, node in (cfg.get("data") or {}).items():
-        source = DataSourceConfig(**OmegaConf.to_container(node, resolve=True))
+        fields = OmegaConf.to_container(node, resolve=True)
+        source = DataSourceConfig(**{k: v for k, v in fields.items() if k in known})
         try:
             check_source(source, f"data.{name}")
         except FrameworkError as exc:

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
 from framework.artifacts import Artifact
-from framework.errors import FrameworkError
+from framework.errors import FrameworkError, TrainingInterrupted
+from framework.hardware import as_hardware, launches
+from framework.hardware.large_models import apply_large_model_adapter
+from framework.pipeline import signals
 from framework.pipeline.files import write_text_atomic
-from framework.pipeline.manifest import config_hash, read_reusable, write_manifest, write_summary
+from framework.pipeline.manifest import (
+    config_hash, read_reusable, recorded_hash, write_manifest, write_summary)
+from framework.pipeline.redact import redacted_config, remember_secrets
 from framework.pipeline.plan import OutputRef, PlannedStage, build_plan
 from framework.stage import StageContext, StageResult
 
@@ -21,27 +27,40 @@ log = logging.getLogger("framework")
 def run_pipeline(cfg: DictConfig, run_dir: Path, recipe: str) -> dict:
     """Check the whole recipe, then run its stages in order. Returns the summary."""
     run_dir = Path(run_dir)
+    apply_large_model_adapter(cfg)  # e.g. single_gpu: QLoRA for a 7B-class model
+    remember_secrets(cfg)  # redacted from logs, manifests and the summary wherever they appear
     plan = build_plan(cfg)  # raises ConfigError before anything heavy happens
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    leader = _leads(cfg)
+    # resolved (the values used), with secrets redacted: see framework.pipeline.redact
+    if leader:
+        write_text_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(redacted_config(cfg)))
     summary = {"recipe": recipe, "stages": {}}
     produced: dict[str, dict[str, Artifact]] = {}
     previous_hash = ""
     upstream_ran = False  # once a stage runs, its outputs are new: every later stage re-runs
-    for planned in plan:
-        inputs = {k: _concrete(v, produced) for k, v in planned.inputs.items()}
-        digest = config_hash(planned.node, {k: a.to_json() for k, a in inputs.items()},
-                             previous_hash, cfg.seed)
-        entry = _run_or_reuse(planned, inputs, digest, cfg, run_dir, summary, upstream_ran)
-        upstream_ran = upstream_ran or entry["status"] == "done"
-        produced[planned.name] = entry["artifacts"]
-        previous_hash = digest
+    with signals.stop_on_signals():  # SIGINT/SIGTERM: checkpoint, then stop (see signals.py)
+        for i, planned in enumerate(plan):
+            inputs = {k: _concrete(v, produced) for k, v in planned.inputs.items()}
+            digest = config_hash(planned.node, {k: a.to_json() for k, a in inputs.items()},
+                                 previous_hash, cfg.seed)
+            entry = _run_or_reuse(planned, inputs, digest, cfg, run_dir, summary, upstream_ran,
+                                  leader)
+            upstream_ran = upstream_ran or entry["status"] == "done"
+            produced[planned.name] = entry["artifacts"]
+            previous_hash = digest
+            name = signals.stop_requested()
+            if name and i + 1 < len(plan):  # the signal came while a stage was finishing
+                raise TrainingInterrupted(
+                    f"stopped by {name} after stage {planned.name!r} finished; "
+                    f"{plan[i + 1].name!r} and later stages did not start.", signal_name=name)
     return summary
 
 
 def _run_or_reuse(planned: PlannedStage, inputs, digest, cfg, run_dir: Path, summary,
-                  upstream_ran: bool) -> dict:
+                  upstream_ran: bool, leader: bool = True) -> dict:
     stage_dir = run_dir / planned.name
+    write_manifest, write_summary = _bookkeeping(leader)
     reusable = None if upstream_ran else read_reusable(stage_dir, run_dir, digest)
     if reusable is not None:
         log.info("stage %s: already done with the same config, skipped", planned.name)
@@ -51,9 +70,10 @@ def _run_or_reuse(planned: PlannedStage, inputs, digest, cfg, run_dir: Path, sum
         write_summary(run_dir, summary)
         return entry
 
+    if leader:
+        _drop_stale_checkpoints(stage_dir, digest)
     log.info("stage %s (%s): running", planned.name, planned.plugin)
-    ctx = StageContext(name=planned.name, output_dir=stage_dir, run_dir=run_dir, seed=cfg.seed,
-                       model=cfg.model, hardware=cfg.get("hardware"))
+    ctx = stage_context(planned, run_dir, cfg)
     stage_dir.mkdir(parents=True, exist_ok=True)
     record = {"stage": planned.name, "plugin": planned.plugin, "config_hash": digest,
               "inputs": {k: a.to_json() for k, a in inputs.items()}, "status": "running",
@@ -61,13 +81,16 @@ def _run_or_reuse(planned: PlannedStage, inputs, digest, cfg, run_dir: Path, sum
     write_manifest(stage_dir, run_dir, record)
     start = time.monotonic()
     try:
-        result = planned.stage.run(inputs, ctx)
+        result = _run_stage(planned, inputs, ctx, cfg)
         _check_result(planned, result)
     except BaseException as exc:
         seconds = time.monotonic() - start
-        record.update(status="failed", seconds=seconds, error=f"{type(exc).__name__}: {exc}")
+        # a signal's clean stop (or a second signal's hard one) can be resumed, unlike a failure
+        status = ("interrupted" if isinstance(exc, (TrainingInterrupted, KeyboardInterrupt))
+                  else "failed")
+        record.update(status=status, seconds=seconds, error=f"{type(exc).__name__}: {exc}")
         write_manifest(stage_dir, run_dir, record)
-        summary["stages"][planned.name] = {"status": "failed", "seconds": seconds,
+        summary["stages"][planned.name] = {"status": status, "seconds": seconds,
                                            "metrics": {}, "artifacts": {},
                                            "error": record["error"]}
         write_summary(run_dir, summary)
@@ -82,6 +105,49 @@ def _run_or_reuse(planned: PlannedStage, inputs, digest, cfg, run_dir: Path, sum
     write_summary(run_dir, summary)
     log.info("stage %s: done in %.1f s, metrics %s", planned.name, seconds, result.metrics)
     return entry
+
+
+def stage_context(planned: PlannedStage, run_dir: Path, cfg) -> StageContext:
+    """What a stage's run() gets besides its inputs (also built by each launched process)."""
+    return StageContext(name=planned.name, output_dir=Path(run_dir) / planned.name,
+                        run_dir=Path(run_dir), seed=cfg.seed, model=cfg.model,
+                        hardware=cfg.get("hardware"), adapter=planned.adapter)
+
+
+def _run_stage(planned: PlannedStage, inputs, ctx: StageContext, cfg) -> StageResult:
+    """In this process, or under a distributed hardware profile in the processes that
+    `accelerate launch` starts (framework/pipeline/launch.py)."""
+    hardware = as_hardware(cfg.get("hardware"))
+    if launches(hardware):
+        from framework.pipeline.launch import launch_stage
+
+        return launch_stage(planned.name, inputs, ctx, cfg, hardware)
+    return planned.stage.run(inputs, ctx)
+
+
+def _leads(cfg) -> bool:
+    """Whether this process keeps the run's books (config.yaml, manifests, summary.json): in a
+    run over several machines, one `python -m framework` runs on each, and machine 0's does."""
+    hardware = as_hardware(cfg.get("hardware"))
+    return hardware is None or hardware.machine_rank == 0
+
+
+def _bookkeeping(leader: bool):
+    """(write_manifest, write_summary), or two no-ops for a machine that does not lead."""
+    if leader:
+        return write_manifest, write_summary
+    return (lambda *args: None), (lambda *args: None)
+
+
+def _drop_stale_checkpoints(stage_dir: Path, digest: str) -> None:
+    """Checkpoints (`<stage>/checkpoints`, where stages keep resumable state) left by an attempt
+    with another config or other inputs must not be resumed: the stage starts over."""
+    checkpoints = stage_dir / "checkpoints"
+    previous = recorded_hash(stage_dir)
+    if previous is not None and previous != digest and checkpoints.exists():
+        log.warning("stage %s: its config or inputs changed since %s was written; starting over",
+                    stage_dir.name, checkpoints)
+        shutil.rmtree(checkpoints)
 
 
 def _concrete(value, produced) -> Artifact:

@@ -8,6 +8,7 @@ from typing import Any, Mapping
 
 from framework.artifacts import MODEL, Artifact
 from framework.errors import ConfigError
+from framework.hardware.distributed import record_weights, world_size
 from framework.optimizer import Optimizer, PolicyTrainingJob
 from framework_plugins.ppo.config import PPOConfig
 
@@ -34,12 +35,35 @@ class PPOOptimizer(Optimizer):
     def uses_pretraining(self) -> bool:
         return self.config.ptx_coef > 0
 
+    def adapter_problems(self, adapter, where: str, params_where: str,
+                         hardware=None) -> list[str]:
+        """With lora/qlora the policy, reference and value share one frozen base (shared_base.py):
+        a critic started from the reward model would be a second base, and DDP would wrap the
+        one base once for two adapters, so it runs in one process."""
+        from framework.hardware.config import total_processes
+
+        problems = []
+        if adapter.enabled and self.config.value_init == "reward_model":
+            problems.append(
+                f"{params_where}.value_init=reward_model: with adapter kind {adapter.kind!r} the "
+                f"value model is an adapter on the policy's base, so it cannot start from the "
+                f"reward model; set {params_where}.value_init=policy, or {where}.kind=none to "
+                f"train the RL stage's full weights.")
+        if adapter.enabled and hardware is not None and (
+                total_processes(hardware) > 1 or hardware.num_machines > 1):
+            problems.append(
+                f"{where}.kind={adapter.kind}: PPO on a shared adapter base runs in one process "
+                f"for now, but hardware.num_processes={hardware.num_processes}; set "
+                f"{where}.kind=none for the RL stage, or run RL with hardware=single_gpu.")
+        return problems
+
     def uses_reward_model(self) -> bool:
         return self.config.value_init == "reward_model"
 
     def train(self, job: PolicyTrainingJob) -> tuple[Artifact, Mapping[str, Any]]:
-        from framework.models import load_kwargs, load_tokenizer, resolve_model_path
-        from framework_plugins.ppo.data import load_prompts, load_texts
+        from framework.models import load_tokenizer
+        from framework.models.adapter_models import full_weights_dir
+        from framework_plugins.ppo.data import check_prompt_lengths, load_prompts, load_texts
         from framework_plugins.ppo.trainer import PPOTrainer
 
         cfg = self.config
@@ -62,24 +86,62 @@ class PPOOptimizer(Optimizer):
         from framework.data.report import SourceReport
 
         report = job.data_report
-        prompts = load_prompts(job.prompts, report=SourceReport("prompts") if report is not None else None)
+        prompts_report = SourceReport("prompts") if report is not None else None
+        prompts = load_prompts(job.prompts, report=prompts_report)
         pretraining = None
         if job.pretraining is not None:
             pretraining = load_texts(
                 job.pretraining, report=report.source("pretraining") if report is not None else None)
+        adapter = job.adapter if job.adapter is not None and job.adapter.enabled else None
+        if adapter is not None and world_size() > 1:
+            raise ConfigError(
+                f"adapter kind {adapter.kind!r} in the RL stage runs in one process for now (the "
+                f"policy and value adapters share one base, which DDP would wrap once for both); "
+                f"use a single-process hardware profile for RL, or stages.rl.adapter.kind=none.")
         output_dir = Path(job.output_dir)
-        policy_path = resolve_model_path(job.policy.location)
+        # adapter inputs (LoRA/QLoRA stage outputs) are merged into their bases once, on disk
+        policy_path = full_weights_dir(job.policy, output_dir / "start_policy", job.model)
+        reward_model_path = None if reward_model is None else full_weights_dir(
+            reward_model, output_dir / "start_reward_model", job.model)
         tokenizer = load_tokenizer(job.policy.location, job.model)
+        prompts = check_prompt_lengths(prompts, tokenizer, cfg.max_prompt_length, job.prompts,
+                                       prompts_report, report)
+        kwargs = _load_kwargs(job.model, str(policy_path),
+                              str(reward_model_path) if cfg.value_init == "reward_model" else None)
         trainer = PPOTrainer(
             cfg, policy_path=policy_path, tokenizer=tokenizer, reward=job.reward,
             prompts=prompts, output_dir=output_dir, seed=job.seed,
-            load_kwargs=load_kwargs(job.model),
+            load_kwargs=kwargs,
             pretraining=pretraining,
-            reward_model_path=resolve_model_path(reward_model.location) if reward_model else None,
+            reward_model_path=reward_model_path, hardware=job.hardware,
+            adapter=adapter, model_cfg=job.model,
         )
         metrics = trainer.train()
+        record_weights("policy", trainer.accelerator.unwrap_model(trainer.policy))  # diagnostics
         policy_dir = trainer.save_policy(output_dir / "policy")
+        if adapter is not None:  # the policy adapter on the (merged) starting policy
+            from framework.models.adapter_models import finish_adapter
+
+            return finish_adapter(MODEL, policy_dir, adapter, job.policy, policy_path, output_dir,
+                                  job.model), metrics
         return Artifact(MODEL, str(policy_dir), {"base": job.policy.location}), metrics
+
+
+def _load_kwargs(model_cfg, policy_path: str, value_path: str | None) -> dict:
+    """One set of from_pretrained options serves the policy, its reference and the value model,
+    so they must agree on trusting remote code; weights must be safetensors (unless allowed)."""
+    from framework.models import check_weights_format, load_kwargs, trusts_remote_code
+
+    check_weights_format(policy_path, model_cfg, "stages.rl.inputs.policy")
+    if value_path is not None:
+        check_weights_format(value_path, model_cfg, "stages.rl.inputs.reward_model")
+        if trusts_remote_code(model_cfg, value_path) != trusts_remote_code(model_cfg, policy_path):
+            raise ConfigError(
+                f"optimizer.value_init=reward_model would run the code of {value_path!r} with "
+                f"trust_remote_code, which model.trust_remote_code enables only for "
+                f"{model_cfg.name_or_path!r} and local checkpoints; use value_init=policy or a "
+                f"local copy of the reward model.")
+    return load_kwargs(model_cfg, policy_path)
 
 
 def validate(config: PPOConfig, where: str) -> None:

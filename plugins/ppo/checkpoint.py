@@ -27,7 +27,13 @@ PREFIX = "step-"
 
 
 def _rng_state() -> dict:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(),
+    """The RNG states as tensors and plain numbers only, so that loading them needs no pickle
+    beyond what torch.load(weights_only=True) allows."""
+    version, words, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {"python": [version, list(words), gauss],
+             "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)),
+                       "pos": int(pos), "has_gauss": int(has_gauss), "cached": float(cached)},
              "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
@@ -35,8 +41,11 @@ def _rng_state() -> dict:
 
 
 def _set_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    version, words, gauss = state["python"]
+    random.setstate((version, tuple(words), gauss))
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"],
+                         n["has_gauss"], n["cached"]))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -76,8 +85,25 @@ def load(path: Path, *, value_model, optimizers: dict) -> dict:
     The policy weights are loaded by the caller with `from_pretrained(path / "policy")`.
     """
     load_model(value_model, str(path / "value.safetensors"))
-    saved = torch.load(path / "optimizers.pt", weights_only=True)
+    saved = _load_tensors(path / "optimizers.pt")
     for key, optimizer in optimizers.items():
         optimizer.load_state_dict(saved[key])
-    _set_rng_state(torch.load(path / "rng.pt", weights_only=False))  # our own file
+    _set_rng_state(_load_tensors(path / "rng.pt"))
     return json.loads((path / "state.json").read_text())
+
+
+def _load_tensors(path: Path):
+    """torch.load restricted to tensors and plain containers: a checkpoint file someone swapped
+    cannot run code when the run resumes."""
+    import pickle
+
+    from framework.errors import FrameworkError
+
+    try:
+        return torch.load(path, weights_only=True, map_location="cpu")
+    except pickle.UnpicklingError as exc:
+        raise FrameworkError(
+            f"{path} holds objects other than tensors and plain values, so it is not loaded "
+            f"({str(exc).splitlines()[0]}). It was not written by this version of the framework; "
+            f"delete {path.parent} to resume from an earlier checkpoint, or its whole "
+            f"checkpoints folder to start over.") from None

@@ -29,6 +29,9 @@ class PPOConfig:
     adaptive_kl: bool = False  # steer beta towards target_kl (Ziegler et al. 2019)
     target_kl: float = 6.0  # target KL per response, in nats (adaptive_kl only)
     kl_horizon: int = 10000  # samples for beta to move by e^0.2 at full error (adaptive_kl only)
+    # A bound on the mean KL per response (nats) to the reference: RL stops with an error when a
+    # rollout exceeds it, keeping the last checkpoint within it. null turns it off.
+    max_kl: Optional[float] = None
     # --- PPO-ptx (InstructGPT): pretraining language-model loss mixed into the update ------
     ptx_coef: float = 0.0  # 0 turns it off; needs a `pretraining` input when > 0
     ptx_batch_size: int = 4  # pretraining documents per minibatch
@@ -88,6 +91,9 @@ class PPOConfig:
                 p.append(f"{key}={getattr(self, key)!r}: must be in [0, 1].")
         if not 0 < self.top_p <= 1:
             p.append(f"top_p={self.top_p!r}: must be in (0, 1]; 1.0 turns it off.")
+        if self.max_kl is not None and not self.max_kl > 0:
+            p.append(f"max_kl={self.max_kl!r}: must be > 0 nats per response, or null to turn "
+                     f"the bound off.")
         if self.missing_eos_penalty is not None and self.missing_eos_penalty < 0:
             p.append(f"missing_eos_penalty={self.missing_eos_penalty!r}: it is subtracted from "
                      f"the score, so give a value >= 0 (or null to turn it off).")

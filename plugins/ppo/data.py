@@ -51,6 +51,50 @@ def load_prompts(artifact: Artifact, where: str = "prompts", report=None) -> lis
     return [make_prompt(row, f"{where} row {i}") for i, row in enumerate(train)]
 
 
+def check_prompt_lengths(prompts: list[Prompt], tokenizer, max_prompt_length: int,
+                         artifact: Artifact, origins_report=None, report=None,
+                         where: str = "prompts") -> list[Prompt]:
+    """Prompts longer than max_prompt_length tokens (chat template included) would lose their
+    beginning at every rollout. An error naming them, or with the source's on_bad_row: skip left
+    out and reported in `report` (the stage's DataReport) under "prompts"."""
+    from framework.data import source_from_artifact
+
+    source = source_from_artifact(artifact, where)
+    origins = (origins_report.origins.get("train") if origins_report is not None else None) \
+        or list(range(len(prompts)))
+    lengths = [len(tokenizer(tokenizer.apply_chat_template(p.messages, tokenize=False,
+                                                            add_generation_prompt=True),
+                             add_special_tokens=False)["input_ids"]) for p in prompts]
+    long = [i for i, n in enumerate(lengths) if n > max_prompt_length]
+    if not long:
+        return prompts
+    if source.on_bad_row != "skip":
+        raise DataError(
+            f"{where}: {len(long)} of {len(prompts)} training prompts of {source.path!r} are longer "
+            f"than optimizer.params.max_prompt_length={max_prompt_length} tokens (chat template "
+            f"included: {[lengths[i] for i in long[:20]]}), so rollouts would see them cut (source "
+            f"rows, 0-based: {[origins[i] for i in long[:20]]}). Raise max_prompt_length, shorten "
+            f"those prompts, or set the source's on_bad_row: skip to leave them out and report "
+            f"them.")
+    sink = report.source("prompts") if report is not None else None
+    for i in long:
+        record = {"row": origins[i], "field": "prompt", "reason": (
+            f"the prompt is {lengths[i]} tokens (chat template included), more than "
+            f"max_prompt_length={max_prompt_length}: rollouts would see it cut")}
+        if sink is not None:
+            sink.skip(record, "train")
+        else:
+            import logging
+
+            logging.getLogger("framework").warning("%s: skipped bad row: %s", where, record)
+    dropped = set(long)
+    kept = [p for i, p in enumerate(prompts) if i not in dropped]
+    if not kept:
+        raise DataError(f"{where}: every training prompt is longer than max_prompt_length="
+                        f"{max_prompt_length} tokens; raise optimizer.params.max_prompt_length.")
+    return kept
+
+
 def load_texts(artifact: Artifact, where: str = "pretraining", report=None) -> list[str]:
     """The documents of a TEXT artifact: rows with a `text` column. Rows skipped under
     on_bad_row: skip go to `report` (a SourceReport), else to the log."""

@@ -26,16 +26,17 @@ from collections import defaultdict
 from pathlib import Path
 
 import torch
-from accelerate import Accelerator
 from accelerate.utils import set_seed
 from torch.utils.tensorboard import SummaryWriter
 from transformers import AutoModelForCausalLM
 
 from framework import rollout
 from framework.errors import ConfigError
+from framework.hardware.accelerate_args import make_accelerator
 from framework.reward_source import prompt_text
 from framework_plugins.ppo import checkpoint
 from framework_plugins.ppo import functional as F
+from framework_plugins.ppo import guards, shared_base
 from framework_plugins.ppo.config import PPOConfig
 from framework_plugins.ppo.data import Prompt, SeededOrder
 from framework_plugins.ppo.kl_control import AdaptiveKLController, FixedKLController
@@ -60,11 +61,13 @@ def adamw(params, lr: float) -> torch.optim.AdamW:
 class PPOTrainer:
     def __init__(self, config: PPOConfig, *, policy_path: str, tokenizer, prompts: list[Prompt],
                  reward, output_dir: Path, seed: int, load_kwargs: dict | None = None,
-                 pretraining: list[str] | None = None, reward_model_path: str | None = None):
+                 pretraining: list[str] | None = None, reward_model_path: str | None = None,
+                 hardware=None, adapter=None, model_cfg=None):
         self.cfg, self.tokenizer, self.reward = config, tokenizer, reward
+        self.policy_path = policy_path
         self.prompts, self.pretraining = prompts, pretraining
         self.output_dir = Path(output_dir)
-        self.accelerator = Accelerator()
+        self.accelerator = make_accelerator(hardware)  # the profile's precision and device
         set_seed(seed)
         load_kwargs = load_kwargs or {}
 
@@ -75,22 +78,17 @@ class PPOTrainer:
                               f"{resume_from.name}; set resume=true to continue it, or use an "
                               f"empty output_dir.")
 
-        start = resume_from / "policy" if resume_from else policy_path
-        self.policy = AutoModelForCausalLM.from_pretrained(start, **load_kwargs)
-        self.reference = AutoModelForCausalLM.from_pretrained(policy_path, **load_kwargs)
-        self.reference.requires_grad_(False)
-        if config.value_init == "reward_model":
-            self.value = ValueModel.from_reward_model(reward_model_path, **load_kwargs)
+        self.shared = None  # the peft model whose one base serves policy, reference and value
+        if adapter is not None and adapter.enabled:
+            trainable = self._shared_base_models(policy_path, adapter, model_cfg, hardware,
+                                                 load_kwargs, resume_from)
         else:
-            self.value = ValueModel.from_policy(policy_path, **load_kwargs)
-        # Dropout off everywhere (eval mode still computes gradients): the rollout's log-probs
-        # and the update's must come from the same function, or the ratio is noise at step 0.
-        for model in (self.policy, self.reference, self.value):
-            model.eval()
-
+            trainable = self._separate_models(policy_path, load_kwargs, resume_from,
+                                              reward_model_path)
+        self.trainable = trainable  # "policy"/"value" -> the parameters each optimizer steps
         self.optimizers = {
-            "policy": adamw(self.policy.parameters(), config.learning_rate),
-            "value": adamw(self.value.parameters(), config.value_learning_rate),
+            "policy": adamw(trainable["policy"], config.learning_rate),
+            "value": adamw(trainable["value"], config.value_learning_rate),
         }
         if config.adaptive_kl:
             self.kl_ctl = AdaptiveKLController(config.init_kl_coef, config.target_kl,
@@ -114,7 +112,8 @@ class PPOTrainer:
         self.policy, self.value, opt_p, opt_v = acc.prepare(
             self.policy, self.value, self.optimizers["policy"], self.optimizers["value"])
         self.optimizers = {"policy": opt_p, "value": opt_v}
-        self.reference = acc.prepare_model(self.reference, evaluation_mode=True)
+        if self.reference is not None:
+            self.reference = acc.prepare_model(self.reference, evaluation_mode=True)
         self.chat_texts = [
             tokenizer.apply_chat_template(p.messages, tokenize=False, add_generation_prompt=True)
             for p in prompts
@@ -124,21 +123,72 @@ class PPOTrainer:
             self.writer = SummaryWriter(str(self.output_dir / "tensorboard"),
                                         purge_step=self.step + 1 if self.step else None)
 
+    def _separate_models(self, policy_path, load_kwargs, resume_from, reward_model_path) -> dict:
+        """Full fine-tuning: policy, frozen reference and value are three networks."""
+        start = resume_from / "policy" if resume_from else policy_path
+        self.policy = AutoModelForCausalLM.from_pretrained(start, **load_kwargs)
+        self.reference = AutoModelForCausalLM.from_pretrained(policy_path, **load_kwargs)
+        self.reference.requires_grad_(False)
+        if self.cfg.value_init == "reward_model":
+            self.value = ValueModel.from_reward_model(reward_model_path, **load_kwargs)
+        else:
+            self.value = ValueModel.from_policy(policy_path, **load_kwargs)
+        # Dropout off everywhere (eval mode still computes gradients): the rollout's log-probs
+        # and the update's must come from the same function, or the ratio is noise at step 0.
+        for model in (self.policy, self.reference, self.value):
+            model.eval()
+        return {"policy": list(self.policy.parameters()), "value": list(self.value.parameters())}
+
+    def _shared_base_models(self, policy_path, adapter, model_cfg, hardware, load_kwargs,
+                            resume_from) -> dict:
+        """LoRA/QLoRA: one frozen base (4-bit under qlora) with a policy and a value adapter;
+        the reference is the base with adapters disabled (see shared_base.py)."""
+        from framework.models.adapter_models import (
+            CAUSAL_LM,
+            load_for_training,
+            match_trainable_dtype,
+        )
+
+        base, _ = load_for_training(str(policy_path), CAUSAL_LM, model_cfg, adapter, hardware,
+                                    where="stages.rl", init_kwargs=load_kwargs)
+        self.shared = shared_base.build_shared_model(base, adapter)
+        match_trainable_dtype(self.shared, adapter, model_cfg, hardware)
+        if resume_from is not None:
+            shared_base.load_adapters(self.shared, resume_from / "policy")
+        self.shared.eval()  # no dropout: see _separate_models
+        self.policy = self.shared.get_base_model()  # LoRA layers apply the active ("policy") adapter
+        self.reference = None
+        self.value = shared_base.SharedValueModel(self.shared)
+        self.value.to(next(self.value.shared.parameters()).device)
+        dtype = next(p for p in self.shared.parameters() if p.requires_grad).dtype
+        self.value.head.to(dtype)
+        return {"policy": shared_base.adapter_parameters(self.shared, shared_base.POLICY),
+                "value": [*shared_base.adapter_parameters(self.shared, shared_base.VALUE),
+                          *self.value.parameters()]}
+
     # ------------------------------------------------------------------------------ the loop
     def train(self) -> dict:
         stats = {}
-        while self.step < self.cfg.steps:
-            experience = self.make_experience()
-            stats = {**experience.pop("stats"), **self.update(experience)}
-            self.kl_ctl.update(stats["kl"], n_steps=self.cfg.batch_size * self.accelerator.num_processes)
-            self.step += 1
-            self.log(stats, experience)
-            if self.cfg.save_every and self.step % self.cfg.save_every == 0:
+        hooks = guards.guard_optimizer_steps(self)  # non-finite gradients stop before the step
+        try:
+            while self.step < self.cfg.steps:
+                guards.stop_if_requested(self)  # SIGINT/SIGTERM: checkpoint, then stop
+                experience = self.make_experience()
+                self.current_rollout = experience["rollout"]  # named by a divergence error
+                guards.check_experience(self, experience)  # finite scores, KL within max_kl
+                stats = {**experience.pop("stats"), **self.update(experience)}
+                self.kl_ctl.update(stats["kl"], n_steps=self.cfg.batch_size * self.accelerator.num_processes)
+                self.step += 1
+                self.log(stats, experience)
+                if self.cfg.save_every and self.step % self.cfg.save_every == 0:
+                    self.save_checkpoint()
+            if self.saved_step != self.step:
                 self.save_checkpoint()
-        if self.saved_step != self.step:
-            self.save_checkpoint()
-        if self.writer is not None:
-            self.writer.close()
+        finally:
+            for hook in hooks:
+                hook.remove()
+            if self.writer is not None:
+                self.writer.close()
         return {"steps": self.step, **stats}
 
     # ------------------------------------------------------------------ 1-2: rollout, experience
@@ -147,20 +197,32 @@ class PPOTrainer:
         n, rank = self.cfg.batch_size, self.accelerator.process_index
         return self.order.take(n * self.accelerator.num_processes)[rank * n:(rank + 1) * n]
 
-    @torch.no_grad()
     def make_experience(self) -> dict:
         cfg = self.cfg
         picked = self.next_prompts()
-        batch = rollout.generate(
-            self.accelerator.unwrap_model(self.policy), self.tokenizer,
-            [self.chat_texts[i] for i in picked], [self.prompts[i].messages for i in picked],
-            max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_k=cfg.top_k,
-            top_p=cfg.top_p, max_prompt_length=cfg.max_prompt_length,
-        )
+        with torch.no_grad():
+            batch = rollout.generate(
+                self.accelerator.unwrap_model(self.policy), self.tokenizer,
+                [self.chat_texts[i] for i in picked], [self.prompts[i].messages for i in picked],
+                max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_k=cfg.top_k,
+                top_p=cfg.top_p, max_prompt_length=cfg.max_prompt_length,
+            )
         mask = batch.response_mask
-        logprobs = rollout.response_logprobs(self.policy, batch, cfg.temperature)
-        ref_logprobs = rollout.response_logprobs(self.reference, batch, cfg.temperature)
-        values = rollout.response_values(self.value, batch)
+        # The policy and value passes of the first micro-batch of epoch 0 keep their graphs: the
+        # weights have not moved yet, so the update's forward there would recompute exactly these
+        # numbers (ratio 1). Its backward reuses them, saving one policy and one value forward.
+        order = torch.randperm(cfg.batch_size)
+        first = order[: cfg.minibatch_size // cfg.gradient_accumulation_steps].to(mask.device)
+        rest = order[len(first):].to(mask.device)
+        first_pass = self.forward_pass(rollout.select(batch, first))
+        logprobs = torch.empty(mask.shape, device=mask.device)
+        values = torch.empty(mask.shape, device=mask.device)
+        logprobs[first], values[first] = first_pass["logprobs"].detach(), first_pass["values"].detach()
+        with torch.no_grad():
+            if len(rest):
+                rest_pass = self.forward_pass(rollout.select(batch, rest))
+                logprobs[rest], values[rest] = rest_pass["logprobs"], rest_pass["values"]
+            ref_logprobs = self.reference_logprobs(batch)
 
         scores = self.reward.score(batch.prompts, batch.responses)
         if len(scores) != len(batch.responses):
@@ -181,18 +243,34 @@ class PPOTrainer:
         }
         stats = {k: self.accelerator.reduce(v.detach(), "mean").item() for k, v in stats.items()}
         return {"rollout": batch, "logprobs": logprobs, "values": values,
-                "advantages": advantages, "returns": returns, "scores": raw_scores, "stats": stats}
+                "advantages": advantages, "returns": returns, "scores": raw_scores,
+                "order": order, "first_pass": first_pass, "stats": stats}
+
+    def reference_logprobs(self, batch: rollout.Rollout) -> torch.Tensor:
+        """log pi_ref of the response tokens: the reference model, or the shared base with
+        its adapters disabled."""
+        if self.shared is not None:
+            return shared_base.reference_logprobs(self.shared, batch, self.cfg.temperature)
+        return rollout.response_logprobs(self.reference, batch, self.cfg.temperature)
+
+    def forward_pass(self, batch: rollout.Rollout) -> dict:
+        """The policy's logits and log-probs and the critic's values on the response tokens."""
+        logits = rollout.response_logits(self.policy, batch, self.cfg.temperature)
+        return {"logits": logits, "logprobs": F.logprobs_of(logits, batch.response_ids),
+                "values": rollout.response_values(self.value, batch)}
 
     # --------------------------------------------------------------------------- 3: update
     def update(self, exp: dict) -> dict:
         cfg, acc = self.cfg, self.accelerator
         history = defaultdict(list)
         micro_size = cfg.minibatch_size // cfg.gradient_accumulation_steps
-        for _ in range(cfg.ppo_epochs):
-            shuffled = torch.randperm(cfg.batch_size)
+        device = exp["logprobs"].device
+        for epoch in range(cfg.ppo_epochs):
+            shuffled = exp.pop("order") if epoch == 0 else torch.randperm(cfg.batch_size)
             for minibatch in shuffled.split(cfg.minibatch_size):
                 for micro in minibatch.split(micro_size):
-                    loss, stats = self.loss(exp, micro.to(exp["logprobs"].device))
+                    # the first micro-batch's forward was done (with its graph) in the rollout
+                    loss, stats = self.loss(exp, micro.to(device), exp.pop("first_pass", None))
                     acc.backward(loss / cfg.gradient_accumulation_steps)
                     for k, v in stats.items():
                         history[k].append(v)
@@ -201,18 +279,22 @@ class PPOTrainer:
                     acc.backward(ptx)
                     history["ptx_loss"].append(ptx.item())
                 self.optimizer_step()
-        return {k: sum(v) / len(v) for k, v in history.items()}
+        # means over every process's minibatches: each rank logs and reports the same numbers
+        keys = sorted(history)
+        means = torch.tensor([sum(history[k]) / len(history[k]) for k in keys],
+                             dtype=torch.float64, device=device)
+        return dict(zip(keys, acc.reduce(means, "mean").tolist()))
 
-    def loss(self, exp: dict, rows: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        """PPO's loss on the rollout rows `rows`: clipped policy loss + vf_coef * value loss."""
+    def loss(self, exp: dict, rows: torch.Tensor, current: dict | None = None
+             ) -> tuple[torch.Tensor, dict]:
+        """PPO's loss on the rollout rows `rows`: clipped policy loss + vf_coef * value loss.
+        `current`: the policy/value pass on these rows if already done (else it is run here)."""
         cfg = self.cfg
-        batch = rollout.select(exp["rollout"], rows)
-        mask = batch.response_mask
-        logits = rollout.response_logits(self.policy, batch, cfg.temperature)
-        logprobs = F.logprobs_of(logits, batch.response_ids)
+        mask = exp["rollout"].response_mask[rows]
+        current = current or self.forward_pass(rollout.select(exp["rollout"], rows))
+        logits, logprobs, values = current["logits"], current["logprobs"], current["values"]
         pg_loss, pg_clipfrac = F.policy_loss(logprobs, exp["logprobs"][rows],
                                              exp["advantages"][rows], mask, cfg.cliprange)
-        values = rollout.response_values(self.value, batch)
         vf_loss, vf_clipfrac = F.value_loss(values, exp["values"][rows], exp["returns"][rows],
                                             mask, cfg.cliprange_value)
         with torch.no_grad():
@@ -233,10 +315,9 @@ class PPOTrainer:
         return F.ptx_loss(logits, batch["input_ids"], batch["attention_mask"], self.cfg.ptx_coef)
 
     def optimizer_step(self) -> None:
-        models = {"policy": self.policy, "value": self.value}
         for name, optimizer in self.optimizers.items():
             if self.cfg.max_grad_norm > 0:
-                self.accelerator.clip_grad_norm_(models[name].parameters(), self.cfg.max_grad_norm)
+                self.accelerator.clip_grad_norm_(self.trainable[name], self.cfg.max_grad_norm)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
 
@@ -271,7 +352,8 @@ class PPOTrainer:
             if self.ptx_order is not None:
                 state["ptx_data"] = self.ptx_order.state_dict()
             checkpoint.save(
-                self.output_dir / "checkpoints", self.step, policy=acc.unwrap_model(self.policy),
+                self.output_dir / "checkpoints", self.step,
+                policy=self.shared if self.shared is not None else acc.unwrap_model(self.policy),
                 value_model=acc.unwrap_model(self.value), state=state,
                 optimizers={k: o.optimizer for k, o in self.optimizers.items()},
                 keep=self.cfg.keep_checkpoints,
@@ -280,9 +362,14 @@ class PPOTrainer:
         acc.wait_for_everyone()
 
     def save_policy(self, path: Path) -> Path:
-        """The final policy as a normal checkpoint: weights, config and tokenizer."""
+        """The final policy as a normal checkpoint (weights, config and tokenizer), or with
+        adapters the policy adapter alone, for its base `policy_path`."""
         if self.accelerator.is_main_process:
-            self.accelerator.unwrap_model(self.policy).save_pretrained(path, safe_serialization=True)
+            if self.shared is not None:
+                shared_base.save_policy_adapter(self.shared, path, str(self.policy_path))
+            else:
+                self.accelerator.unwrap_model(self.policy).save_pretrained(
+                    path, safe_serialization=True)
             self.tokenizer.save_pretrained(path)
         self.accelerator.wait_for_everyone()
         return path

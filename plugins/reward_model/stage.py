@@ -10,6 +10,8 @@ from typing import Any, Dict, Mapping
 from framework.artifacts import COMPARISONS, MODEL, REWARD_MODEL, Artifact, Port
 from framework.data.report import DataReport
 from framework.errors import ConfigError, DataError
+from framework.models.adapters import ADAPTER_KINDS, AdapterConfig
+from framework.hardware.distributed import is_main_process, record_weights
 from framework.stage import Stage, StageContext, StageResult
 
 
@@ -19,14 +21,16 @@ class RewardModelConfig:
     # {num_train_epochs: 1, per_device_train_batch_size: 12, learning_rate: 2e-5, max_length: 512}
     args: Dict[str, Any] = field(default_factory=dict)
     # Freeze the embeddings and the lowest N decoder layers (0: train everything); the
-    # backward pass then stops early, which is what makes CPU runs fit in minutes.
+    # backward pass then stops early, which is what makes CPU runs fit in minutes. With an
+    # adapter (lora, qlora), the adapters go on the layers above the lowest N only.
     freeze_layers: int = 0
 
 
 class RewardModelStage(Stage):
     """InstructGPT's reward model: `AutoModelForSequenceClassification` (num_labels=1) built on
     the wired model (the SFT output in the recipe), trained with TRL's RewardTrainer on pairs.
-    All pairs of one prompt share a training batch. Outputs the model and its tokenizer."""
+    All pairs of one prompt share a training batch. Outputs the model and its tokenizer; with an
+    adapter, the adapter and the score head (an SFT adapter input is merged into its base first)."""
 
     Config = RewardModelConfig
     inputs = {
@@ -34,6 +38,7 @@ class RewardModelStage(Stage):
         "data": Port((COMPARISONS,), doc="pairs or rankings of responses"),
     }
     outputs = {"model": REWARD_MODEL}
+    adapter_kinds = ADAPTER_KINDS
 
     def check(self, inputs: Mapping[str, Artifact], where: str) -> None:
         if self.config.freeze_layers < 0:
@@ -41,48 +46,71 @@ class RewardModelStage(Stage):
                               f"{self.config.freeze_layers}.")
         from framework.data import check_source, source_from_artifact
 
-        self.reward_config(where, output_dir="unused")
+        from framework.trl_args import check_eval_data
+
+        args = self.reward_config(where, output_dir="unused")
         if "data" in inputs:
             data_where = f"{where}.inputs.data"
-            check_source(source_from_artifact(inputs["data"], data_where), data_where)
-        if "model" in inputs:
-            _check_not_adapter(inputs["model"], f"{where}.inputs.model")
+            source = source_from_artifact(inputs["data"], data_where)
+            check_source(source, data_where)
+            check_eval_data(args, source, where)
 
-    def reward_config(self, where: str, output_dir: str, seed: int = 0):
+    def reward_config(self, where: str, output_dir: str, seed: int = 0, hardware=None):
         """trl.RewardConfig from `args` (`where` is the stage node); errors name the key."""
         from trl import RewardConfig
 
         from framework.trl_args import build_config, default_args
 
-        return build_config(RewardConfig, self.config.args, default_args(output_dir, seed), where)
+        return build_config(RewardConfig, self.config.args,
+                            default_args(output_dir, seed, hardware), where)
 
     def run(self, inputs: Mapping[str, Artifact], ctx: StageContext) -> StageResult:
-        from transformers.trainer_utils import get_last_checkpoint
-
+        from framework import trl_training
         from framework.data import load_comparisons, source_from_artifact
-        from framework.models import load_tokenizer, resolve_model_path
+        from transformers import set_seed
+
+        from framework.models import load_tokenizer
+        from framework.models.adapter_models import (
+            SEQ_CLS, finish_adapter, full_weights_dir, load_for_training, match_trainable_dtype)
         from framework.models.freezing import freeze_lower_layers
         from framework_plugins.reward_model.trainer import GroupedRewardTrainer, pairwise_accuracy
 
         where = f"stages.{ctx.name}"
+        adapter = ctx.adapter or AdapterConfig()
         checkpoints = Path(ctx.output_dir) / "checkpoints"
-        args = self.reward_config(where, str(checkpoints), ctx.seed)
+        args = self.reward_config(where, str(checkpoints), ctx.seed, ctx.hardware)
         source = source_from_artifact(inputs["data"], f"{where}.inputs.data")
         report = DataReport()
         data_report = report.source("data")
         train, evaluation = load_comparisons(source, f"{where}.inputs.data", report=data_report)
         _check_group_sizes(train, args.per_device_train_batch_size, where)
-        args.model_init_kwargs = {**_model_init_kwargs(ctx.model), **(args.model_init_kwargs or {})}
 
-        location = inputs["model"].location
+        # an adapter input (the SFT adapter) is merged into its base first; this stage trains on that
+        location = full_weights_dir(inputs["model"], Path(ctx.output_dir) / "start_model", ctx.model)
+        model, peft_config = location, None  # a path: TRL builds the model with model_init_kwargs
+        if adapter.enabled:
+            set_seed(args.seed)  # the new score head's initialization, as TRL does before loading
+            model, peft_config = load_for_training(
+                location, SEQ_CLS, ctx.model, adapter, ctx.hardware,
+                gradient_checkpointing=args.gradient_checkpointing,
+                freeze_layers=self.config.freeze_layers, where=where,
+                init_kwargs=args.model_init_kwargs)
+            args.model_init_kwargs = None
+        else:
+            args.model_init_kwargs = {**_model_init_kwargs(ctx.model, str(location), where),
+                                      **(args.model_init_kwargs or {})}
         trainer = GroupedRewardTrainer(
-            model=resolve_model_path(location),
+            model=model,
             args=args,
             train_dataset=train,
             eval_dataset=evaluation,
-            processing_class=load_tokenizer(location, ctx.model),
+            processing_class=load_tokenizer(inputs["model"].location, ctx.model),
+            peft_config=peft_config,
         )
-        freeze_lower_layers(trainer.model, self.config.freeze_layers, f"{where}.params.freeze_layers")
+        match_trainable_dtype(trainer.model, adapter, ctx.model, ctx.hardware)
+        if not adapter.enabled:
+            freeze_lower_layers(trainer.model, self.config.freeze_layers,
+                                f"{where}.params.freeze_layers")
         skip = source.on_bad_row == "skip"
         trainer.train_dataset, n_train = _check_nothing_dropped(
             train, trainer.train_dataset, args.max_length, where, "train", data_report if skip else None)
@@ -92,37 +120,35 @@ class RewardModelStage(Stage):
                 evaluation, trainer.eval_dataset, args.max_length, where, "eval",
                 data_report if skip else None)
 
-        last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
-        if last:
-            ctx.logger.info("%s: resuming from %s", where, last)
-        result = trainer.train(resume_from_checkpoint=last)
+        result = trl_training.train(trainer, checkpoints, where, ctx.logger)
 
-        metrics: dict[str, Any] = {"train_loss": result.training_loss, "train_pairs": n_train}
+        metrics: dict[str, Any] = {"train_loss": result.training_loss, "train_pairs": n_train,
+                                   "train_steps": trainer.state.global_step}
         if evaluation is not None and n_eval:
             metrics["eval_accuracy"], metrics["eval_pairs"] = pairwise_accuracy(trainer)
         else:
             metrics["eval_pairs"] = 0
         metrics["skipped_rows"] = report.counts()
-        report.write(ctx.output_dir)
+        if is_main_process():
+            report.write(ctx.output_dir)
         out = Path(ctx.output_dir) / "model"
-        trainer.save_model(str(out))  # weights, config (with pad_token_id) and tokenizer
-        return StageResult(metrics, {"model": Artifact(REWARD_MODEL, str(out))})
+        record_weights("model", trainer.model)  # diagnostics: ranks must agree
+        trainer.save_model(str(out))  # weights (or adapter and head), config, tokenizer
+        artifact = Artifact(REWARD_MODEL, str(out))
+        if adapter.enabled:
+            artifact = finish_adapter(REWARD_MODEL, out, adapter, inputs["model"], location,
+                                      ctx.output_dir, ctx.model)
+        return StageResult(metrics, {"model": artifact})
 
 
-def _model_init_kwargs(model_cfg: Any) -> dict:
-    """`from_pretrained` options from the `model` node, as JSON-friendly values for RewardConfig."""
-    kwargs = {"dtype": model_cfg.dtype, "trust_remote_code": bool(model_cfg.trust_remote_code)}
-    if model_cfg.revision:
-        kwargs["revision"] = model_cfg.revision
-    return kwargs
+def _model_init_kwargs(model_cfg: Any, location: str, where: str) -> dict:
+    """`from_pretrained` options for `location` from the `model` node (framework.models'
+    load_kwargs: remote code and pickle weights only where allowed), as JSON-friendly values for
+    RewardConfig. A pickle-only checkpoint is refused here, before TRL loads it."""
+    from framework.models import check_weights_format, load_kwargs
 
-
-def _check_not_adapter(model: Artifact, where: str) -> None:
-    if (Path(model.location) / "adapter_config.json").exists():
-        raise ConfigError(
-            f"{where}: {model.location!r} holds a PEFT adapter; the reward model starts from full "
-            f"weights. Merge the adapter into its base first (peft's merge_and_unload)."
-        )
+    check_weights_format(location, model_cfg, f"{where}.inputs.model")
+    return {**load_kwargs(model_cfg, location), "dtype": model_cfg.dtype}
 
 
 def _check_group_sizes(pairs, batch_size: int, where: str) -> None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from framework.errors import ConfigError, FrameworkError
+from framework.registry import MODULE_PATH
 from framework.reward_source import Prompt, RewardSource, prompt_text
 
 _NAMED: dict[str, Callable] = {}
@@ -35,7 +36,7 @@ def resolve_function(spec: str, where: str) -> Callable:
     if spec in _NAMED:
         return _NAMED[spec]
     module_name, sep, attr = spec.partition(":")
-    if not sep or not attr:
+    if not MODULE_PATH.match(spec):  # an importable module, never a file path
         raise ConfigError(
             f"{where}: {spec!r} is neither a registered reward function "
             f"({', '.join(sorted(_NAMED)) or 'none registered'}) nor a 'package.module:function' path."

@@ -66,9 +66,8 @@ class RewardModelReward(RewardSource):
 
     def setup(self, inputs: Mapping[str, Artifact], device=None, model_cfg=None) -> None:
         import torch
-        from transformers import AutoModelForSequenceClassification
-
-        from framework.models import ModelConfig, load_kwargs, load_tokenizer, resolve_model_path
+        from framework.models import ModelConfig, load_tokenizer
+        from framework.models.adapter_models import SEQ_CLS, load_merged
 
         if "model" not in (inputs or {}):
             raise ConfigError(f"{self.where}: the reward_model source needs its `model` input; wire "
@@ -80,8 +79,9 @@ class RewardModelReward(RewardSource):
             raise ConfigError(f"{self.where}.inputs.model: the tokenizer of {location!r} has no "
                               f"chat template, so pairs cannot be formatted as in training; set "
                               f"model.chat_template to the one the reward model was trained with.")
-        model = AutoModelForSequenceClassification.from_pretrained(
-            resolve_model_path(location), **load_kwargs(model_cfg or ModelConfig()))
+        # a reward-model adapter is merged into its base: scoring runs on full weights
+        model = load_merged(inputs["model"], model_cfg or ModelConfig(), SEQ_CLS,
+                            f"{self.where}.inputs.model")
         if model.config.num_labels != 1:
             raise ConfigError(f"{self.where}.inputs.model: {location!r} has num_labels="
                               f"{model.config.num_labels} ({model.config.architectures}), not a "

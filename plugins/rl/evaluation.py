@@ -1,6 +1,9 @@
 """Before/after evaluation of a policy on held-out prompts: mean reward of each scorer, and the
 mean KL to the reference policy, estimated on the policy's own samples as
-KL(pi || pi_ref) ~ mean over responses of sum_t [log pi(y_t) - log pi_ref(y_t)]."""
+KL(pi || pi_ref) ~ mean over responses of sum_t [log pi(y_t) - log pi_ref(y_t)].
+
+In several processes each samples and scores its share of the prompts (seeded by rank) and the
+shares are gathered, so every process gets the same, complete result."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from typing import Mapping, Optional, Sequence
 import torch
 
 from framework import rollout
+from framework.hardware import distributed
 from framework.reward_source import RewardSource
 from framework_plugins.rl.config import EvaluationConfig
 
@@ -37,13 +41,28 @@ def sample_responses(policy, tokenizer, prompts: Sequence[list], cfg: Evaluation
     return responses, lengths, kls
 
 
+def sample_all(policy, tokenizer, prompts: Sequence[list], cfg: EvaluationConfig,
+               seed: int) -> list[str]:
+    """One response per prompt, each process sampling its share: the same list on every one."""
+    mine, _, _ = sample_responses(policy, tokenizer, distributed.shard(prompts), cfg,
+                                  seed + distributed.rank())
+    return distributed.gather(mine)
+
+
 def evaluate_policy(policy, tokenizer, prompts: Sequence[list], scorers: Mapping[str, RewardSource],
                     cfg: EvaluationConfig, seed: int, reference=None) -> dict:
     """Sample `samples_per_prompt` responses per prompt (seeded), score them with every scorer
-    and, given a reference model, measure the KL. Returns {scorer: mean, "kl": mean, ...}."""
+    and, given a reference model, measure the KL. Returns {scorer: mean, "kl": mean, ...}.
+    `prompts` is not empty."""
     prompts = [p for p in prompts for _ in range(cfg.samples_per_prompt)]
-    responses, lengths, kls = sample_responses(policy, tokenizer, prompts, cfg, seed, reference)
-    result = {name: _mean(scorer.score(prompts, responses)) for name, scorer in scorers.items()}
+    mine = distributed.shard(prompts)
+    responses, lengths, kls = sample_responses(policy, tokenizer, mine, cfg,
+                                               seed + distributed.rank(), reference)
+    scores = [list(scorer.score(mine, responses)) for scorer in scorers.values()]
+    rows = distributed.gather(list(zip(responses, lengths, kls or [None] * len(mine), *scores)))
+    columns = list(zip(*rows))  # every prompt's response, length, KL, then each scorer's score
+    responses, lengths, kls = columns[0], columns[1], columns[2]
+    result = {name: _mean(column) for name, column in zip(scorers, columns[3:])}
     result["response_length"] = _mean(lengths)
     if reference is not None:
         result["kl"] = _mean(kls)

@@ -10,9 +10,11 @@ from framework.artifacts import DEMONSTRATIONS, MODEL, Artifact, Port
 from framework.data import check_source, load_examples, source_from_artifact, to_prompt_completion
 from framework.data.report import DataReport
 from framework.errors import ConfigError, DataError
+from framework.models.adapters import ADAPTER_KINDS, AdapterConfig
+from framework.hardware.distributed import is_main_process, record_weights
 from framework.stage import Stage, StageContext, StageResult
 from framework.models.freezing import freeze_lower_layers
-from framework.trl_args import build_config, default_args
+from framework.trl_args import build_config, check_eval_data, default_args
 
 
 @dataclass
@@ -22,7 +24,8 @@ class SFTStageConfig:
     # completion_only_loss) because the data is given to TRL as prompt/completion.
     args: Dict[str, Any] = field(default_factory=dict)
     # Freeze the embeddings and the lowest N decoder layers (0: train everything); the
-    # backward pass then stops early, which is what makes CPU runs fit in minutes.
+    # backward pass then stops early, which is what makes CPU runs fit in minutes. With an
+    # adapter (lora, qlora), the adapters go on the layers above the lowest N only.
     freeze_layers: int = 0
 
 
@@ -35,30 +38,37 @@ class SFTStage(Stage):
         "data": Port((DEMONSTRATIONS,), doc="prompt -> demonstrated response"),
     }
     outputs = {"model": MODEL}
+    adapter_kinds = ADAPTER_KINDS
 
-    def training_config(self, output_dir: str, seed: int, where: str):
+    def training_config(self, output_dir: str, seed: int, where: str, hardware=None):
         from trl import SFTConfig
 
-        return build_config(SFTConfig, self.config.args, default_args(output_dir, seed), where)
+        return build_config(SFTConfig, self.config.args, default_args(output_dir, seed, hardware),
+                            where)
 
     def check(self, inputs: Mapping[str, Artifact], where: str) -> None:
         if self.config.freeze_layers < 0:
             raise ConfigError(f"{where}.params.freeze_layers: must be >= 0, got "
                               f"{self.config.freeze_layers}.")
-        self.training_config("checkpoints", 0, where)
+        args = self.training_config("checkpoints", 0, where)
         if "data" in inputs:
             data_where = f"{where}.inputs.data"
-            check_source(source_from_artifact(inputs["data"], data_where), data_where)
+            source = source_from_artifact(inputs["data"], data_where)
+            check_source(source, data_where)
+            check_eval_data(args, source, where)
 
     def run(self, inputs: Mapping[str, Artifact], ctx: StageContext) -> StageResult:
         from transformers import AutoModelForCausalLM
-        from transformers.trainer_utils import get_last_checkpoint
 
-        from framework.models import load_kwargs, load_tokenizer, resolve_model_path
+        from framework import trl_training
+        from framework.models import load_pretrained, load_tokenizer
+        from framework.models.adapter_models import (
+            CAUSAL_LM, finish_adapter, full_weights_dir, load_for_training, match_trainable_dtype)
 
         where = f"stages.{ctx.name}"
+        adapter = ctx.adapter or AdapterConfig()
         checkpoints = Path(ctx.output_dir) / "checkpoints"
-        args = self.training_config(str(checkpoints), ctx.seed, where)
+        args = self.training_config(str(checkpoints), ctx.seed, where, ctx.hardware)
         source = source_from_artifact(inputs["data"], f"{where}.inputs.data")
         report = DataReport()
         data_report = report.source("data")
@@ -66,25 +76,33 @@ class SFTStage(Stage):
             source, f"{where}.inputs.data", to_prompt_completion, report=data_report
         )
 
-        location = resolve_model_path(inputs["model"].location)
-        tokenizer = load_tokenizer(location, ctx.model)
+        tokenizer = load_tokenizer(inputs["model"].location, ctx.model)
         if not tokenizer.chat_template:
             raise ConfigError(
                 f"{where}: the model {inputs['model'].location!r} has no chat template, which "
                 f"conversational demonstrations need. Set model.chat_template to a Jinja template."
             )
         train, evaluation = check_lengths(
-            tokenizer, args.max_length, train, evaluation, data_report, f"{where}.inputs.data"
+            tokenizer, args.max_length, train, evaluation, data_report, f"{where}.inputs.data",
+            whole=not args.packing,  # packing cuts sequences into max_length chunks on purpose
         )
-        model = AutoModelForCausalLM.from_pretrained(location, **load_kwargs(ctx.model))
-        freeze_lower_layers(model, self.config.freeze_layers, f"{where}.params.freeze_layers")
-        trainer = build_trainer(model, tokenizer, args, train, evaluation)
+        # an adapter input is merged into its base first: this stage's adapter trains on that
+        location = full_weights_dir(inputs["model"], Path(ctx.output_dir) / "start_model", ctx.model)
+        peft_config = None
+        if adapter.enabled:
+            model, peft_config = load_for_training(
+                location, CAUSAL_LM, ctx.model, adapter, ctx.hardware,
+                gradient_checkpointing=args.gradient_checkpointing,
+                freeze_layers=self.config.freeze_layers, where=where)
+        else:
+            model = load_pretrained(AutoModelForCausalLM, str(location), ctx.model,
+                                    f"{where}.inputs.model")
+            freeze_lower_layers(model, self.config.freeze_layers, f"{where}.params.freeze_layers")
+        trainer = build_trainer(model, tokenizer, args, train, evaluation, peft_config)
+        match_trainable_dtype(trainer.model, adapter, ctx.model, ctx.hardware)
         check_nothing_dropped(trainer, tokenizer, args, train, evaluation, f"{where}.inputs.data")
 
-        resume = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
-        if resume:
-            ctx.logger.info("%s: resuming from %s", where, resume)
-        output = trainer.train(resume_from_checkpoint=resume)
+        output = trl_training.train(trainer, checkpoints, where, ctx.logger)
 
         metrics = {
             "train_loss": final_train_loss(trainer.state.log_history, output.training_loss),
@@ -95,15 +113,22 @@ class SFTStage(Stage):
             metrics["eval_loss"] = trainer.evaluate()["eval_loss"]
             metrics["eval_rows"] = len(evaluation)
         metrics["skipped_rows"] = report.counts()
-        report.write(ctx.output_dir)
+        if is_main_process():
+            report.write(ctx.output_dir)
 
         model_dir = Path(ctx.output_dir) / "model"
-        trainer.save_model(str(model_dir))  # weights as safetensors, plus the tokenizer
-        return StageResult(metrics=metrics, artifacts={"model": Artifact(MODEL, str(model_dir))})
+        record_weights("model", trainer.model)  # diagnostics: ranks must agree
+        trainer.save_model(str(model_dir))  # safetensors (weights or adapter), plus the tokenizer
+        artifact = Artifact(MODEL, str(model_dir))
+        if adapter.enabled:
+            artifact = finish_adapter(MODEL, model_dir, adapter, inputs["model"], location,
+                                      ctx.output_dir, ctx.model)
+        return StageResult(metrics=metrics, artifacts={"model": artifact})
 
 
-def build_trainer(model, tokenizer, args, train, evaluation=None):
-    """An SFTTrainer on conversational prompt/completion rows (loss on the completion)."""
+def build_trainer(model, tokenizer, args, train, evaluation=None, peft_config=None):
+    """An SFTTrainer on conversational prompt/completion rows (loss on the completion); with a
+    peft_config it trains that adapter on the (frozen) model."""
     from trl import SFTTrainer
 
     return SFTTrainer(
@@ -112,6 +137,7 @@ def build_trainer(model, tokenizer, args, train, evaluation=None):
         train_dataset=train,
         eval_dataset=evaluation,
         processing_class=tokenizer,
+        peft_config=peft_config,
     )
 
 
@@ -133,10 +159,12 @@ def check_nothing_dropped(trainer, tokenizer, args, train, evaluation, where: st
         )
 
 
-def check_lengths(tokenizer, max_length, train, evaluation, report, where: str):
-    """Rows whose prompt alone fills max_length would be dropped by TRL (no response token left
-    to train on): an error naming them, or with on_bad_row: skip left out and reported, before
-    the trainer sees them. `check_nothing_dropped` still guards against any other drop."""
+def check_lengths(tokenizer, max_length, train, evaluation, report, where: str, whole: bool = True):
+    """Rows TRL would silently alter at max_length: a prompt that fills it leaves no response
+    token to train on (TRL drops the row), and with `whole` a prompt + response longer than it
+    loses the end of its response (TRL cuts it). Either is an error naming the rows, or with
+    on_bad_row: skip the rows are left out and reported, before the trainer sees them.
+    `check_nothing_dropped` still guards against any other drop."""
     if max_length is None:
         return train, evaluation
     kept = []
@@ -155,16 +183,36 @@ def check_lengths(tokenizer, max_length, train, evaluation, report, where: str):
                 f"{[origins[i] for i in too_long[:20]]}. Raise args.max_length or shorten those prompts, or set the source's "
                 f"on_bad_row: skip to leave them out and report them."
             )
+        full = {}
+        if whole:
+            full = {i: full_length(tokenizer, p, c) for i, (p, c, n) in enumerate(
+                zip(rows["prompt"], rows["completion"], lengths)) if n < max_length}
+        cut = [i for i, n in full.items() if n > max_length]
+        if cut and report.on_bad_row != "skip":
+            raise DataError(
+                f"{where}: {len(cut)} of {len(rows)} {split} rows are longer than "
+                f"max_length={max_length} tokens (prompt + response, chat template included: "
+                f"{[full[i] for i in cut[:20]]}), so training would silently cut the end of their "
+                f"responses (rows, 0-based, of the {split} split: {cut[:20]}). Source rows, "
+                f"0-based: {[origins[i] for i in cut[:20]]}. Raise args.max_length, shorten those "
+                f"responses, or set the source's on_bad_row: skip to leave them out and report "
+                f"them."
+            )
         for i in too_long:
             report.skip({"row": origins[i], "field": "prompt", "reason": (
                 f"the prompt is {lengths[i]} tokens (chat template included), filling "
                 f"max_length={max_length}: no response token would be left to train on")}, split)
-        good = [i for i, n in enumerate(lengths) if n < max_length]
+        for i in cut:
+            report.skip({"row": origins[i], "field": "completion", "reason": (
+                f"prompt + response are {full[i]} tokens (chat template included), more than "
+                f"max_length={max_length}: the end of the response would be cut")}, split)
+        bad = set(too_long) | set(cut)
+        good = [i for i in range(len(rows)) if i not in bad]
         if split == "train" and not good:
             raise DataError(f"{where}: every train row is longer than max_length={max_length} "
                             f"tokens; raise args.max_length.")
         report.origins[split] = [origins[i] for i in good]
-        kept.append(None if not good else rows.select(good) if too_long else rows)
+        kept.append(None if not good else rows.select(good) if bad else rows)
     return kept[0], kept[1]
 
 
@@ -176,4 +224,10 @@ def final_train_loss(log_history: list[dict], mean_loss: Optional[float]) -> flo
 
 def prompt_length(tokenizer, prompt: list[dict]) -> int:
     encoded = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, return_dict=True)
+    return len(encoded["input_ids"])
+
+
+def full_length(tokenizer, prompt: list[dict], completion: list[dict]) -> int:
+    """Tokens of prompt + response as TRL tokenizes a conversational prompt/completion row."""
+    encoded = tokenizer.apply_chat_template(list(prompt) + list(completion), return_dict=True)
     return len(encoded["input_ids"])

@@ -1,0 +1,66 @@
+"""Kill-and-resume on real runs: `python -m framework` killed with SIGKILL in each stage, then
+started again with the same command, skips the finished stages, continues the killed one from
+its last checkpoint, and ends with the step counts of an uninterrupted run."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+import pipeline_runs as runs
+
+
+@pytest.mark.slow
+def test_sigkill_in_each_stage_then_the_same_command_resumes(tmp_path, tiny_model_dir):
+    run_dir = tmp_path / "run"
+    args = runs.overrides(tiny_model_dir, runs.write_data(tmp_path / "data"), run_dir)
+
+    # 1. killed in sft, once a checkpoint of it exists
+    killed = runs.run_until(args, lambda: runs.trl_checkpoint(run_dir / "sft"), runs.KILL)
+    assert killed.returncode == -9
+    assert runs.manifest(run_dir, "sft")["status"] == "running"  # it never got to say otherwise
+    sft_saved = runs.checkpoint_steps(run_dir / "sft")[-1]
+    assert 0 < sft_saved < runs.SFT_STEPS
+
+    # 2. the same command: sft resumes from that checkpoint and finishes; killed in reward_model
+    killed = runs.run_until(args, lambda: runs.trl_checkpoint(run_dir / "reward_model"), runs.KILL)
+    assert killed.returncode == -9, killed.stdout[-3000:]
+    assert f"stages.sft: resuming from {run_dir / 'sft' / 'checkpoints'}/checkpoint-{sft_saved}" \
+        in killed.stdout
+    assert runs.summary(run_dir)["stages"]["sft"]["status"] == "done"
+    assert runs.summary(run_dir)["stages"]["sft"]["metrics"]["train_steps"] == runs.SFT_STEPS
+    rm_saved = runs.checkpoint_steps(run_dir / "reward_model")[-1]
+    assert 0 < rm_saved < runs.RM_STEPS
+
+    # 3. sft is skipped, reward_model resumes and finishes; killed in rl
+    killed = runs.run_until(args, lambda: runs.ppo_checkpoint(run_dir / "rl"), runs.KILL)
+    assert killed.returncode == -9, killed.stdout[-3000:]
+    assert "stage sft: already done with the same config, skipped" in killed.stdout
+    assert (f"stages.reward_model: resuming from "
+            f"{run_dir / 'reward_model' / 'checkpoints'}/checkpoint-{rm_saved}") in killed.stdout
+    stages = runs.summary(run_dir)["stages"]
+    assert stages["sft"]["status"] == "skipped"
+    assert stages["reward_model"]["status"] == "done"
+    assert stages["reward_model"]["metrics"]["train_steps"] == runs.RM_STEPS
+    rl_saved = runs.checkpoint_steps(run_dir / "rl")[-1]
+    assert 0 < rl_saved < runs.RL_STEPS
+
+    # 4. sft and reward_model are skipped, rl resumes from its full-state checkpoint and finishes
+    done = runs.run(args)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    log = done.stdout + done.stderr
+    assert "stage sft: already done with the same config, skipped" in log
+    assert "stage reward_model: already done with the same config, skipped" in log
+    assert re.search(rf"Resuming PPO from \S+step-0*{rl_saved} \(step {rl_saved}\)", log)
+    # only the steps after the checkpoint ran in this process
+    assert f"PPO step {rl_saved}/{runs.RL_STEPS}" not in log
+    assert f"PPO step {rl_saved + 1}/{runs.RL_STEPS}" in log
+    stages = runs.summary(run_dir)["stages"]
+    assert [stages[s]["status"] for s in ("sft", "reward_model", "rl")] == \
+        ["skipped", "skipped", "done"]
+    assert stages["sft"]["metrics"]["train_steps"] == runs.SFT_STEPS
+    assert stages["reward_model"]["metrics"]["train_steps"] == runs.RM_STEPS
+    assert stages["rl"]["metrics"]["train_steps"] == runs.RL_STEPS
+    assert runs.manifest(run_dir, "rl")["status"] == "done"
+    assert (run_dir / "rl" / "policy" / "model.safetensors").exists()
