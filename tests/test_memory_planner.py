@@ -190,10 +190,15 @@ def test_ppo_with_adapters_shares_one_frozen_base():
     wl = PPOWorkload("rl", 4, 2, 1, 6, 4)
     parts = bytes_of(estimate_ppo(TINY, AdapterSpec("lora", rank=2), hw, wl))
     assert parts["shared frozen base (bfloat16)"] == 1704 * 2
-    # policy and value adapters 2 * 512 + value head 9, in fp32; the reward adapter + head frozen
+    # policy and value adapters 2 * 512 + value head 9, in fp32
     assert parts["adapters: policy, value (+ head)"] == (2 * 512 + 9) * 4
-    assert parts["reward adapter + head (frozen)"] == (512 + 9) * 4
+    # the reward model is loaded on its own, as the reward source loads it: a lora one merged
+    # (backbone 1448 + head 9, bf16); a qlora one on its 4-bit base, unmerged
+    assert parts["reward model weights (frozen)"] == (1448 + 9) * 2
     assert not any("reference" in name for name in parts)
+    qlora = bytes_of(estimate_ppo(TINY, AdapterSpec("qlora", rank=2), hw, wl))
+    assert "reward model: 4-bit base + adapter (frozen)" in qlora
+    assert "reward model weights (frozen)" not in qlora
 
 
 # ------------------------------------------------------------------- what fits on 24 GiB
@@ -236,10 +241,15 @@ def test_suggestions_name_the_knob():
     est = estimate_training(LLAMA_7B, lora, HardwareSpec(device_gb=24, dtype="fp32"),
                             TrainWorkload("sft", "sft", 1, 512))
     assert est.largest.kind == "weights" and "adapter=qlora" in est.suggestion(SINGLE_GPU, lora)
-    # PPO on a 7B MHA model at 64 x 768 tokens: the KV cache (24 GiB) is the problem
-    est = estimate_ppo(LLAMA_7B, QLORA, SINGLE_GPU, PPOWorkload("rl", 64, 8, 1, 512, 256))
+    # PPO on a 7B MHA model at 64 x 768 tokens, micro-batch 1: the KV cache (24 GiB) is the problem
+    est = estimate_ppo(LLAMA_7B, QLORA, SINGLE_GPU, PPOWorkload("rl", 64, 8, 8, 512, 256))
     assert not est.fits and est.largest.kind == "kv_cache"
     assert "params.batch_size" in est.suggestion(SINGLE_GPU, QLORA)
+    # at micro-batch 8 its activations; PPO does not checkpoint them, so that is not suggested
+    est = estimate_ppo(LLAMA_7B, QLORA, SINGLE_GPU, PPOWorkload("rl", 64, 8, 1, 512, 256))
+    assert not est.fits and est.largest.kind == "activations"
+    assert "gradient_accumulation_steps" in est.suggestion(SINGLE_GPU, QLORA)
+    assert "checkpointing" not in est.suggestion(SINGLE_GPU, QLORA)
 
 
 def test_hardware_settings_are_checked():

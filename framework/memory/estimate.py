@@ -315,12 +315,14 @@ def estimate_ppo(shape: ModelShape, adapter: AdapterSpec, hw: HardwareSpec,
                  wl: PPOWorkload) -> StageEstimate:
     """PPO: policy, frozen reference, value model (backbone + scalar head), frozen reward model.
 
-    Full fine-tuning holds four models. With adapters they share one frozen base: the reference
-    is the base with adapters off, and the policy, value and reward model are adapters (plus the
-    value and reward heads) on it."""
+    Full fine-tuning holds four models. With adapters the policy, reference and value share one
+    frozen base (the reference is the base with adapters off; policy and value are adapters, the
+    value with its head); the reward model is loaded on its own, as the reward source loads it:
+    a qlora reward model on its 4-bit base, any other merged into full weights.
+    The PPO trainer does not checkpoint activations, whatever the profile says."""
     b = _Builder(hw)
     act = _act(hw)
-    ckpt = _checkpointing(hw, wl.gradient_checkpointing)
+    ckpt = False
     head = shape.hidden + 1  # Linear(h, 1) with bias
     if adapter.kind == "none":
         lm = shape.causal_lm_params * hw.weight_bytes
@@ -341,10 +343,16 @@ def estimate_ppo(shape: ModelShape, adapter: AdapterSpec, hw: HardwareSpec,
               note="the reference is the base with adapters off")
         lora = adapter.lora_params(shape)
         trainable = 2 * lora + head  # policy and value adapters, value head
-        frozen = (lora + head) if wl.reward_model else 0
         b.add("adapters: policy, value (+ head)", "adapters", trainable * 4,
               note=f"{trainable / 1e6:,.2f}M x 4 B (fp32)")
-        b.add("reward adapter + head (frozen)", "adapters", frozen * 4)
+        if wl.reward_model:
+            if adapter.kind == "qlora":
+                b.add("reward model: 4-bit base + adapter (frozen)", "weights",
+                      base_weight_bytes(shape, adapter, hw, lm_head=False) + (lora + head) * 4)
+            else:
+                b.add("reward model weights (frozen)", "weights",
+                      shape.backbone_params * hw.weight_bytes + head * hw.weight_bytes,
+                      note="its adapter merged in")
         b.trainable(trainable, full=False)
 
     targets = len(adapter.targets(shape)) if adapter.kind != "none" else 0
@@ -396,7 +404,7 @@ def estimate_ppo(shape: ModelShape, adapter: AdapterSpec, hw: HardwareSpec,
                "rollout": f"{params}.batch_size, {params}.max_prompt_length or "
                           f"{params}.max_new_tokens",
                "ptx": f"{params}.ptx_batch_size or {params}.ptx_max_length",
-               "checkpointing": ckpt},
+               "checkpointing": None},  # not an option of the PPO trainer: never suggested
     )
 
 
@@ -426,7 +434,7 @@ def suggest(est: StageEstimate, hw: HardwareSpec, adapter: AdapterSpec) -> str:
     if kind == "activations":
         if "ptx" in est.largest.name:
             return f"lower {est.hints['ptx']}"
-        if not est.hints.get("checkpointing"):
+        if est.hints.get("checkpointing") is False:
             return "turn on gradient checkpointing (--gradient-checkpointing)"
         return f"lower {est.hints['batch']} or {est.hints['length']}"
     if kind == "logits":
