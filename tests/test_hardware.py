@@ -5,6 +5,10 @@ adapter, the memory planner's hardware, and the parent's view of a failed launch
 from __future__ import annotations
 
 import json
+import os
+import signal as signal_module
+import sys
+import threading
 
 import pytest
 from omegaconf import OmegaConf
@@ -278,3 +282,45 @@ def test_a_failed_launch_reraises_the_ranks_error(tmp_path):
     assert str(err) == "stage 'sft' failed in process 1 of 2: ValueError: m (its traceback is above)"
     (tmp_path / "error.rank1.json").unlink()
     assert "exited with status 137 without reporting an error" in str(_failure("sft", tmp_path, 137))
+
+
+def test_an_interrupted_launch_keeps_the_signal(tmp_path):
+    (tmp_path / "error.rank0.json").write_text(json.dumps(
+        {"rank": 0, "world_size": 2, "message": "stopped", "traceback": "",
+         "type": "TrainingInterrupted", "signal_name": "SIGINT"}))
+    err = _failure("rl", tmp_path, 130)
+    assert isinstance(err, errors.TrainingInterrupted) and err.signal_name == "SIGINT"
+
+
+CHILD = """
+import signal, sys, time
+def stop(signum, frame):
+    open(sys.argv[1], "w").write(signal.Signals(signum).name)
+    sys.exit(128 + signum)
+signal.signal(signal.SIGINT, stop)
+signal.signal(signal.SIGTERM, stop)
+open(sys.argv[1], "w").write("ready")
+time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize("name", ["SIGTERM", "SIGINT"])
+def test_a_stop_request_reaches_the_launched_processes(name, tmp_path, monkeypatch):
+    """The parent's handler only sets a flag (signals.py); while it waits for `accelerate
+    launch`, the launcher module passes that same signal on to the stage processes."""
+    from framework.pipeline import launch, signals
+
+    seen = tmp_path / "seen"
+    monkeypatch.setattr(signals, "_received", None)
+
+    def request_stop():  # as the handler would, once the child is up
+        for _ in range(200):
+            if seen.exists() and seen.read_text() == "ready":
+                break
+            threading.Event().wait(0.05)
+        monkeypatch.setattr(signals, "_received", int(signal_module.Signals[name]))
+
+    threading.Thread(target=request_stop, daemon=True).start()
+    code = launch._run([sys.executable, "-c", CHILD, str(seen)], env=dict(os.environ))
+    assert seen.read_text() == name
+    assert code == 128 + int(signal_module.Signals[name])

@@ -68,11 +68,23 @@ def launch_stage(name: str, inputs: dict[str, Artifact], ctx: StageContext, cfg,
 
 
 def _run(command: list[str], env: dict[str, str]) -> int:
-    """Run the launcher; if this process is stopped meanwhile (Ctrl-C, SIGTERM), pass SIGTERM
-    on, so the processes stop as they would under a direct stop, and wait for them."""
+    """Run the launcher. A stop request this process receives meanwhile (its handler only sets
+    a flag, see signals.py) is passed on as the same signal, so the stage processes checkpoint
+    and stop as they would in-process; an exception here (a second signal) sends SIGTERM and
+    kills them after STOP_GRACE_SECONDS."""
+    from framework.pipeline import signals
+
     process = subprocess.Popen(command, env=env)
+    forwarded = False
     try:
-        return process.wait()
+        while True:
+            try:
+                return process.wait(timeout=1.0)
+            except subprocess.TimeoutExpired:
+                name = signals.stop_requested()
+                if name and not forwarded:
+                    process.send_signal(signals.signal_number(name))
+                    forwarded = True
     except BaseException:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
@@ -97,6 +109,8 @@ def _failure(name: str, folder: Path, code: int) -> Exception:
     if isinstance(cls, type) and issubclass(cls, errors.FrameworkError):
         if issubclass(cls, errors.ConfigError):
             return cls(report.get("problems") or report["message"])
+        if issubclass(cls, errors.TrainingInterrupted):  # exits 128 + the signal's number
+            return cls(report["message"], signal_name=report.get("signal_name") or "SIGTERM")
         try:
             return cls(report["message"])
         except TypeError:

@@ -112,6 +112,7 @@ def _setup_logging(rank: int, size: int) -> None:
 def _report_error(folder: Path, exc: BaseException, rank: int, size: int) -> None:
     report = {"rank": rank, "world_size": size, "type": type(exc).__name__,
               "message": str(exc), "problems": getattr(exc, "problems", None),
+              "signal_name": getattr(exc, "signal_name", None),
               "traceback": traceback.format_exc()}
     try:
         (folder / ERROR.format(rank=rank)).write_text(json.dumps(report, default=str),
