@@ -33,6 +33,7 @@ from transformers import AutoModelForCausalLM
 from framework import rollout
 from framework.errors import ConfigError
 from framework.hardware.accelerate_args import make_accelerator
+from framework.hardware.cpu_allocator import keep_freed_memory
 from framework.reward_source import prompt_text
 from framework_plugins.ppo import checkpoint
 from framework_plugins.ppo import functional as F
@@ -68,6 +69,8 @@ class PPOTrainer:
         self.prompts, self.pretraining = prompts, pretraining
         self.output_dir = Path(output_dir)
         self.accelerator = make_accelerator(hardware)  # the profile's precision and device
+        if self.accelerator.device.type == "cpu":
+            keep_freed_memory()  # see framework/hardware/cpu_allocator.py: ~20% a step
         set_seed(seed)
         load_kwargs = load_kwargs or {}
 

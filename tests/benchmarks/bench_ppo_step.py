@@ -92,6 +92,7 @@ def run_ours(setup: dict) -> None:
     config = PPOConfig(
         steps=steps, batch_size=setup["batch_size"], num_minibatches=setup["num_minibatches"],
         ppo_epochs=setup["ppo_epochs"], learning_rate=setup["learning_rate"],
+        gradient_accumulation_steps=setup.get("gradient_accumulation_steps", 1),
         value_learning_rate=setup["learning_rate"], max_new_tokens=setup["new_tokens"],
         temperature=setup["temperature"], init_kl_coef=setup["kl_coef"], cliprange=0.2,
         cliprange_value=0.2, vf_coef=0.1, gamma=1.0, lam=0.95,
@@ -228,6 +229,9 @@ def main() -> None:
     parser.add_argument("--memory", action="store_true",
                         help="instead: peak memory of ours with full fine-tuning (four models) "
                              "against adapter=lora on one shared base, same model and batch")
+    parser.add_argument("--grad-accum", type=int, default=1,
+                        help="gradient accumulation steps per minibatch (ours only; with "
+                             "--memory: micro-batches of 8 / this many rollouts)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)  # internal: run ours from SETUP
     args = parser.parse_args()
     if args.worker:
@@ -244,7 +248,7 @@ def main() -> None:
         "prompts": [[{"role": "user", "content": p}] for p in PROMPTS], "batch_size": 8,
         "new_tokens": 48, "num_minibatches": 1, "ppo_epochs": 4, "learning_rate": 3e-6,
         "temperature": 0.7, "kl_coef": 0.05, "threads": args.threads, "seed": 0,
-        "steps": args.steps, "dtype": "float32",
+        "steps": args.steps, "dtype": "float32", "gradient_accumulation_steps": args.grad_accum,
     }
     (work / "setup.json").write_text(json.dumps(setup, indent=1))
     if args.memory:
