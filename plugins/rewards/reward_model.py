@@ -67,7 +67,7 @@ class RewardModelReward(RewardSource):
     def setup(self, inputs: Mapping[str, Artifact], device=None, model_cfg=None) -> None:
         import torch
         from framework.models import ModelConfig, load_tokenizer
-        from framework.models.adapter_models import SEQ_CLS, load_merged
+        from framework.models.adapter_models import SEQ_CLS, load_for_scoring
 
         if "model" not in (inputs or {}):
             raise ConfigError(f"{self.where}: the reward_model source needs its `model` input; wire "
@@ -79,17 +79,17 @@ class RewardModelReward(RewardSource):
             raise ConfigError(f"{self.where}.inputs.model: the tokenizer of {location!r} has no "
                               f"chat template, so pairs cannot be formatted as in training; set "
                               f"model.chat_template to the one the reward model was trained with.")
-        # a reward-model adapter is merged into its base: scoring runs on full weights
-        model = load_merged(inputs["model"], model_cfg or ModelConfig(), SEQ_CLS,
-                            f"{self.where}.inputs.model")
+        # a lora adapter is merged into its base; a qlora one runs on its 4-bit base
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        model = load_for_scoring(inputs["model"], model_cfg or ModelConfig(), SEQ_CLS,
+                                 f"{self.where}.inputs.model", self.device)
         if model.config.num_labels != 1:
             raise ConfigError(f"{self.where}.inputs.model: {location!r} has num_labels="
                               f"{model.config.num_labels} ({model.config.architectures}), not a "
                               f"reward model's single score; wire the reward-model stage's output.")
         # As RewardTrainer does: the model finds each sequence's last token by the pad id.
         model.config.get_text_config().pad_token_id = tokenizer.pad_token_id
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.model = model.to(self.device).eval().requires_grad_(False)
+        self.model = model.eval().requires_grad_(False)
         self.tokenizer = tokenizer
 
     def encode(self, prompt: Prompt, response: str, index: int = 0) -> list[int]:
