@@ -199,10 +199,15 @@ class RLStage(Stage):
 
 
 def _load_policy(artifact: Artifact, ctx: StageContext):
-    """Full weights; an adapter policy (e.g. a LoRA SFT output) is merged into its base."""
+    """Full weights (an adapter policy, e.g. a LoRA SFT output, is merged into its base), on
+    this process's device: the profile's CPU, else accelerate's choice (its GPU where there is
+    one), as the PPO trainer places the policy."""
+    from accelerate import PartialState
+
     from framework.models.adapter_models import CAUSAL_LM, load_merged
 
-    return load_merged(artifact, ctx.model, CAUSAL_LM, f"stages.{ctx.name}.inputs.policy").eval()
+    model = load_merged(artifact, ctx.model, CAUSAL_LM, f"stages.{ctx.name}.inputs.policy")
+    return model.to(device(as_hardware(ctx.hardware)) or PartialState().device).eval()
 
 
 def _prompts(artifact: Artifact, where: str, report=None) -> tuple[list, list]:
