@@ -47,6 +47,7 @@ def overrides(model_dir: Path, data: dict[str, Path], run_dir: Path) -> list[str
         f"data.prompts.path={data['prompts']}", "data.prompts.eval_fraction=0",
         f"{sft}.max_steps={SFT_STEPS}", f"{sft}.save_steps=2", f"{sft}.per_device_train_batch_size=2",
         f"{sft}.logging_steps=1", f"{sft}.max_length=64", f"{sft}.warmup_steps=0",
+        "stages.sft.params.freeze_layers=0",  # the tiny model has 2 layers
         f"{rm}.freeze_layers=0", f"{rm}.args.max_steps={RM_STEPS}", f"{rm}.args.save_steps=2",
         f"{rm}.args.per_device_train_batch_size=3", f"{rm}.args.logging_steps=1",
         f"{rm}.args.max_length=64",

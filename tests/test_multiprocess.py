@@ -23,6 +23,7 @@ STAGES = ("sft", "reward_model", "rl")
 TINY = [
     "stages.sft.params.args.num_train_epochs=1", "+stages.sft.params.args.max_steps=2",
     "stages.sft.params.args.per_device_train_batch_size=2", "stages.sft.params.args.logging_steps=1",
+    "stages.sft.params.freeze_layers=0",  # the tiny model has 2 layers
     "stages.reward_model.params.freeze_layers=0", "stages.reward_model.params.args.max_steps=2",
     "stages.reward_model.params.args.logging_steps=1",
     "stages.rl.params.optimizer.params.steps=2", "stages.rl.params.optimizer.params.batch_size=2",
