@@ -154,15 +154,26 @@ def load_merged(artifact: Artifact, model_cfg: Any, task_type: Optional[str] = N
         return load_pretrained(auto_class(task_type), artifact.location, model_cfg, where)
     from peft import PeftModel
 
+    base, own_task = _checked_adapter_info(artifact, task_type, where)
+    model = load_pretrained(auto_class(own_task), base, model_cfg, f"{where} (base)",
+                            **_task_kwargs(own_task))
+    model = PeftModel.from_pretrained(model, artifact.location).merge_and_unload()
+    return _with_pad_id(model, own_task, artifact, model_cfg)
+
+
+def _checked_adapter_info(artifact: Artifact, task_type: Optional[str], where: str):
+    """(base location, task type) of an adapter artifact that must be a `task_type` model."""
     base, own_task = _adapter_info(artifact)
     if task_type and task_type != own_task:
         raise ConfigError(f"{where}: {artifact.location!r} is a {own_task} adapter, but a "
                           f"{task_type} model is needed here; wire a matching stage output.")
-    model = load_pretrained(auto_class(own_task), base, model_cfg, f"{where} (base)",
-                            **_task_kwargs(own_task))
-    model = PeftModel.from_pretrained(model, artifact.location).merge_and_unload()
-    if own_task == SEQ_CLS and model.config.get_text_config().pad_token_id is None:
-        # as RewardTrainer set it in training: the score is read at the last non-pad token
+    return base, own_task
+
+
+def _with_pad_id(model, task_type: str, artifact: Artifact, model_cfg: Any):
+    """A reward model reads its score at the last non-pad token: set the pad id as
+    RewardTrainer did in training, when the checkpoint has none."""
+    if task_type == SEQ_CLS and model.config.get_text_config().pad_token_id is None:
         tokenizer = load_tokenizer(artifact.location, model_cfg)
         model.config.get_text_config().pad_token_id = tokenizer.pad_token_id
     return model
@@ -179,19 +190,13 @@ def load_for_scoring(artifact: Artifact, model_cfg: Any, task_type: str, where: 
     import torch
     from peft import PeftModel
 
-    base, own_task = _adapter_info(artifact)
-    if own_task != task_type:
-        raise ConfigError(f"{where}: {artifact.location!r} is a {own_task} adapter, but a "
-                          f"{task_type} model is needed here; wire a matching stage output.")
+    base, _ = _checked_adapter_info(artifact, task_type, where)
     dtype = compute_dtype(AdapterConfig(kind="qlora"), model_cfg)
     model = load_pretrained(auto_class(task_type), base, model_cfg, f"{where} (base)",
                             dtype=getattr(torch, dtype), quantization_config=quantization_config(dtype),
                             device_map={"": str(device or "cpu")}, **_task_kwargs(task_type))
     model = PeftModel.from_pretrained(model, artifact.location, is_trainable=False)
-    if task_type == SEQ_CLS and model.config.get_text_config().pad_token_id is None:
-        model.config.get_text_config().pad_token_id = load_tokenizer(
-            artifact.location, model_cfg).pad_token_id
-    return model
+    return _with_pad_id(model, task_type, artifact, model_cfg)
 
 
 def full_weights_dir(artifact: Artifact, target: Path, model_cfg: Any) -> str:

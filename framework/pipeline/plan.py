@@ -19,7 +19,6 @@ from framework import plugins
 from framework.artifacts import MODEL, Artifact
 from framework.data.config import DataSourceConfig, data_artifact
 from framework.errors import ConfigError, FrameworkError
-from framework.hardware.config import as_hardware
 from framework.models.adapters import AdapterConfig, parse_adapter, stage_adapter
 from framework.models.embedded import check_embedded
 from framework.models.loading import DTYPES, check_weights_format
@@ -54,7 +53,7 @@ def build_plan(cfg: DictConfig) -> list[PlannedStage]:
     problems: list[str] = []
     _unknown_keys(cfg, problems)
     sources = _external_sources(cfg, problems)
-    _check_hardware(cfg, problems)
+    hardware = _check_hardware(cfg, problems)
     produced: dict[str, dict[str, str]] = {}  # stage -> output -> kind
     all_stages = list(cfg.get("stages") or {})
     plan: list[PlannedStage] = []
@@ -77,7 +76,7 @@ def build_plan(cfg: DictConfig) -> list[PlannedStage]:
             problems.append(str(exc))
             continue
         inputs = _wire(name, stage, node.inputs, sources, produced_before, all_stages, problems)
-        adapter = _adapter(cfg, name, stage, node, problems)
+        adapter = _adapter(cfg, name, stage, node, hardware, problems)
         if len(inputs) == len([k for k in node.inputs if k in stage.accepted_inputs()]):
             try:
                 known = {k: v for k, v in inputs.items() if not isinstance(v, OutputRef)}
@@ -90,7 +89,7 @@ def build_plan(cfg: DictConfig) -> list[PlannedStage]:
     return plan
 
 
-def _adapter(cfg, name, stage, node, problems) -> AdapterConfig | None:
+def _adapter(cfg, name, stage, node, hardware, problems) -> AdapterConfig | None:
     """The stage's adapter (root `adapter` plus `stages.NAME.adapter`), checked against the
     kinds the stage supports; None for a stage that trains no weights."""
     where = f"stages.{name}.adapter"
@@ -122,10 +121,6 @@ def _adapter(cfg, name, stage, node, problems) -> AdapterConfig | None:
             f"{kinds[0]} to use {kinds[0]!r} for this stage only."
         )
     else:
-        try:
-            hardware = as_hardware(cfg.get("hardware"))
-        except ConfigError:  # reported by the hardware check
-            hardware = None
         problems.extend(stage.adapter_problems(adapter, where, hardware))
     return adapter
 
@@ -140,17 +135,19 @@ def _hashed_node(node, adapter: AdapterConfig | None) -> dict:
     return data
 
 
-def _check_hardware(cfg: DictConfig, problems: list[str]) -> None:
-    """The `hardware` profile on this machine: devices, processes, precision, libraries."""
+def _check_hardware(cfg: DictConfig, problems: list[str]):
+    """The `hardware` profile (a HardwareConfig; None if absent or unreadable), checked on this
+    machine: devices, processes, precision, libraries."""
     from framework.hardware import as_hardware, hardware_problems
 
     try:
         hardware = as_hardware(cfg.get("hardware"))
     except FrameworkError as exc:
         problems.append(str(exc))
-        return
+        return None
     if hardware is not None:
         problems.extend(hardware_problems(hardware))
+    return hardware
 
 
 def _unknown_keys(cfg: DictConfig, problems: list[str]) -> None:

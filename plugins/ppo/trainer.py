@@ -162,9 +162,8 @@ class PPOTrainer:
         self.policy = self.shared.get_base_model()  # LoRA layers apply the active ("policy") adapter
         self.reference = None
         self.value = shared_base.SharedValueModel(self.shared)
-        self.value.to(next(self.value.shared.parameters()).device)
-        dtype = next(p for p in self.shared.parameters() if p.requires_grad).dtype
-        self.value.head.to(dtype)
+        adapter_weight = next(p for p in self.shared.parameters() if p.requires_grad)
+        self.value.head.to(device=adapter_weight.device, dtype=adapter_weight.dtype)
         return {"policy": shared_base.adapter_parameters(self.shared, shared_base.POLICY),
                 "value": [*shared_base.adapter_parameters(self.shared, shared_base.VALUE),
                           *self.value.parameters()]}
