@@ -112,6 +112,24 @@ def _accepts(model, argument: str) -> bool:
     return argument in inspect.signature(forward).parameters
 
 
+def cache_argument(model) -> str | None:
+    """The name under which `model.forward` takes a KV cache to continue: `cache` in newer
+    transformers 5 releases, `past_key_values` before (still accepted through **kwargs, with a
+    deprecation warning, so only the signature tells which one is current); None for neither."""
+    return next((name for name in ("cache", "past_key_values") if _accepts(model, name)), None)
+
+
+def cache_kwargs(model, cache) -> dict:
+    """`{name: cache}` for `model.forward`'s cache argument (nothing when `cache` is None)."""
+    return {} if cache is None else {cache_argument(model) or "past_key_values": cache}
+
+
+def shares_prefix(model, rollout: Rollout) -> bool:
+    """Whether `forward_shared` runs the rollout's shared prefix once for `model`."""
+    return bool(rollout.shared_prefix) and not hasattr(model, "module") and (
+        cache_argument(model) is not None)
+
+
 MIN_SHARED_PREFIX = 8  # below this, the extra prefix pass costs more than it saves
 
 
@@ -146,7 +164,7 @@ def forward_shared(model, rollout: Rollout, **kwargs):
     response positions, which are the last ones in both layouts."""
     ids, mask = rollout.input_ids, rollout.attention_mask
     n = rollout.shared_prefix
-    if not n or hasattr(model, "module") or not _accepts(model, "past_key_values"):
+    if not shares_prefix(model, rollout):
         return model(input_ids=ids, attention_mask=mask, position_ids=position_ids(mask),
                      use_cache=False, **kwargs)
     rows, width = ids.shape
@@ -154,7 +172,7 @@ def forward_shared(model, rollout: Rollout, **kwargs):
     start = p - mask[:, :p].sum(1)  # each row's first real token (after its left padding)
     prefix = ids[:1, int(start[0]): int(start[0]) + n]
     cache = DynamicCache()  # filled in place by the prefix pass
-    model(input_ids=prefix, past_key_values=cache, use_cache=True, **_one_logit(model))
+    model(input_ids=prefix, use_cache=True, **cache_kwargs(model, cache), **_one_logit(model))
     cache.batch_repeat_interleave(rows)
     # drop the prefix columns: keep [0, start) and [start + n, width) of each row
     col = torch.arange(width - n, device=ids.device)[None, :]
@@ -163,7 +181,7 @@ def forward_shared(model, rollout: Rollout, **kwargs):
     positions = n + (rest_mask.long().cumsum(-1) - 1).clamp(min=0)
     full_mask = torch.cat([rest_mask.new_ones(rows, n), rest_mask], dim=1)
     return model(input_ids=rest_ids, attention_mask=full_mask, position_ids=positions,
-                 past_key_values=cache, use_cache=True, **kwargs)
+                 use_cache=True, **cache_kwargs(model, cache), **kwargs)
 
 
 def _one_logit(model) -> dict:

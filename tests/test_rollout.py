@@ -52,6 +52,18 @@ def _grads(module, loss):
     return [p.grad.clone() for p in module.parameters() if p.grad is not None]
 
 
+def _widths_of_calls(module, fn):
+    """Run fn(); return the input_ids width of every call to `module.forward`."""
+    widths = []
+    hook = module.register_forward_pre_hook(
+        lambda _, args, kwargs: widths.append(kwargs["input_ids"].shape[1]), with_kwargs=True)
+    try:
+        result = fn()
+    finally:
+        hook.remove()
+    return result, widths
+
+
 def _assert_close_grads(a, b):
     assert len(a) == len(b) > 0
     for x, y in zip(a, b):  # float rounding only: relative to each gradient's norm
@@ -63,7 +75,10 @@ def test_shared_prefix_pass_matches_the_plain_pass_for_the_policy(batch_and_mode
     assert batch.shared_prefix >= rollout.MIN_SHARED_PREFIX  # the chat template's system prompt
     plain = dataclasses.replace(batch, shared_prefix=0)
     mask = batch.response_mask.bool()
-    shared_lp = rollout.response_logprobs(model, batch, 0.7)
+    # the prefix pass really runs: once on the prefix alone, then on the rest of each row
+    assert rollout.shares_prefix(model, batch)
+    shared_lp, widths = _widths_of_calls(model, lambda: rollout.response_logprobs(model, batch, 0.7))
+    assert widths == [batch.shared_prefix, batch.input_ids.shape[1] - batch.shared_prefix]
     plain_lp = rollout.response_logprobs(model, plain, 0.7)
     torch.testing.assert_close(shared_lp[mask], plain_lp[mask], rtol=0, atol=1e-5)
     _assert_close_grads(_grads(model, shared_lp[mask].sum()), _grads(model, plain_lp[mask].sum()))
@@ -74,7 +89,9 @@ def test_shared_prefix_pass_matches_the_plain_pass_for_the_critic(batch_and_mode
     torch.manual_seed(1)
     critic = ValueModel.from_policy(str(path), dtype=torch.float32).eval()
     mask = batch.response_mask.bool()
-    shared = rollout.response_values(critic, batch)
+    assert rollout.shares_prefix(critic, batch)
+    shared, widths = _widths_of_calls(critic, lambda: rollout.response_values(critic, batch))
+    assert widths == [batch.shared_prefix, batch.input_ids.shape[1] - batch.shared_prefix]
     plain = rollout.response_values(critic, dataclasses.replace(batch, shared_prefix=0))
     torch.testing.assert_close(shared[mask], plain[mask], rtol=0, atol=1e-5)
     _assert_close_grads(_grads(critic, shared[mask].sum()), _grads(critic, plain[mask].sum()))

@@ -23,6 +23,7 @@ from torch import nn
 
 from framework.models.adapter_models import CAUSAL_LM
 from framework.models.adapters import AdapterConfig, lora_config
+from framework.rollout import cache_kwargs
 
 POLICY, VALUE = "policy", "value"
 ADAPTERS = (POLICY, VALUE)
@@ -123,12 +124,12 @@ class SharedValueModel(nn.Module):
             nn.init.normal_(self.head.weight, std=1.0 / (hidden + 1) ** 0.5)
             nn.init.zeros_(self.head.bias)
 
-    def forward(self, input_ids, attention_mask=None, position_ids=None, past_key_values=None,
+    def forward(self, input_ids, attention_mask=None, position_ids=None, cache=None,
                 use_cache=False) -> torch.Tensor:
         """[B, L] token ids -> [B, L] values."""
         with use(self.shared, VALUE) as lm:
             hidden = lm.base_model(  # the transformer without its LM head
                 input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                past_key_values=past_key_values, use_cache=use_cache,
+                use_cache=use_cache, **cache_kwargs(lm.base_model, cache),
             ).last_hidden_state
         return self.head(hidden.to(self.head.weight.dtype)).squeeze(-1)

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from framework.errors import ConfigError
+from framework.rollout import cache_kwargs
 
 
 class ValueModel(nn.Module):
@@ -21,13 +22,13 @@ class ValueModel(nn.Module):
             nn.init.zeros_(self.head.bias)
         self.head.to(dtype=next(backbone.parameters()).dtype)
 
-    def forward(self, input_ids, attention_mask=None, position_ids=None, past_key_values=None,
+    def forward(self, input_ids, attention_mask=None, position_ids=None, cache=None,
                 use_cache=False) -> torch.Tensor:
-        """[B, L] token ids -> [B, L] values. A `past_key_values` cache is continued from (and
+        """[B, L] token ids -> [B, L] values. A KV `cache` is continued from (and
         extended): rollout.forward_shared computes a shared prompt prefix once that way."""
         hidden = self.backbone(
             input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-            past_key_values=past_key_values, use_cache=use_cache,
+            use_cache=use_cache, **cache_kwargs(self.backbone, cache),
         ).last_hidden_state
         return self.head(hidden).squeeze(-1)
 
