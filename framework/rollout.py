@@ -11,8 +11,9 @@ import inspect
 from dataclasses import dataclass
 
 import torch
-from transformers import DynamicCache, GenerationConfig
+from transformers import GenerationConfig
 
+from framework import packing
 
 
 @dataclass
@@ -25,7 +26,7 @@ class Rollout:
     response_mask: torch.Tensor  # [B, T] float, 1 up to and including the first EOS
     ended: torch.Tensor  # [B] bool, whether the response ended with an EOS
     # The first `shared_prefix` real tokens are the same in every row (a chat template's system
-    # prompt): forward passes compute them once for the batch (see `forward_shared`). 0: off.
+    # prompt): forward passes compute them once for the batch (framework/packing.py). 0: off.
     shared_prefix: int = 0
 
     @property
@@ -100,11 +101,42 @@ def logprobs_of(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
 
 def response_logits(model, rollout: Rollout, temperature: float) -> torch.Tensor:
     """The logits that predicted each response token, divided by the sampling temperature:
-    [B, T, V]. Position P - 1 + t predicts response token t."""
-    keep = rollout.response_mask.shape[1] + 1  # the LM head runs on these last positions only
+    [B, T, V]. Position P - 1 + t predicts response token t; the LM head runs on those only."""
+    width = rollout.response_mask.shape[1]
+    if packing.supported(model):
+        rows = packed_rows(model, rollout)
+        keep = {"logits_to_keep": rows.response_index.flatten()}
+        logits = packing.forward(model, rows, cache_argument(model), **keep).logits
+        return logits.view(*rows.response_index.shape, -1).float() / temperature
+    keep = width + 1
     extra = {"logits_to_keep": keep} if _accepts(model, "logits_to_keep") else {}
-    out = forward_shared(model, rollout, **extra)
-    return out.logits[:, -keep:-1].float() / temperature
+    return plain_forward(model, rollout, **extra).logits[:, -keep:-1].float() / temperature
+
+
+def response_values(value_model, rollout: Rollout) -> torch.Tensor:
+    """V(s_t) for each response token t, read at the position before it: [B, T]."""
+    if packing.supported(value_model):
+        rows = packed_rows(value_model, rollout)
+        values = packing.forward(value_model, rows, cache_argument(value_model))
+        return values[0, rows.response_index].float()
+    t = rollout.response_mask.shape[1]
+    return plain_forward(value_model, rollout)[:, -t - 1: -1].float()
+
+
+def packed_rows(model, rollout: Rollout) -> packing.PackedRows:
+    """The rollout's real tokens packed for `model` (with its shared prefix where the model can
+    continue a KV cache)."""
+    return packing.PackedRows.of(
+        rollout.input_ids, rollout.attention_mask, rollout.prompt_length,
+        rollout.response_mask.shape[1],
+        rollout.shared_prefix if shares_prefix(model, rollout) else 0)
+
+
+def plain_forward(model, rollout: Rollout, **kwargs):
+    """`model` on the padded rows as they are (models outside transformers' attention interface)."""
+    mask = rollout.attention_mask
+    return model(input_ids=rollout.input_ids, attention_mask=mask,
+                 position_ids=position_ids(mask), use_cache=False, **kwargs)
 
 
 def _accepts(model, argument: str) -> bool:
@@ -125,7 +157,8 @@ def cache_kwargs(model, cache) -> dict:
 
 
 def shares_prefix(model, rollout: Rollout) -> bool:
-    """Whether `forward_shared` runs the rollout's shared prefix once for `model`."""
+    """Whether a pass of `model` runs the rollout's shared prefix once. Not under DDP: two
+    forwards before one backward would confuse its gradient hooks."""
     return bool(rollout.shared_prefix) and not hasattr(model, "module") and (
         cache_argument(model) is not None)
 
@@ -151,53 +184,9 @@ def shared_prefix_length(input_ids: torch.Tensor, attention_mask: torch.Tensor) 
     return n if n >= MIN_SHARED_PREFIX else 0
 
 
-def forward_shared(model, rollout: Rollout, **kwargs):
-    """`model` on the rollout's sequences, computing the shared prompt prefix once.
-
-    Each row is `[pad | prefix | rest]`. The prefix runs as a batch of one, its KV cache is
-    repeated over the batch and the rows continue from it as `[prefix-KV | pad | rest]` with
-    positions counted on from the prefix: the same attention pattern and positions as the plain
-    pass, so the same outputs up to float rounding, on fewer tokens (autograd flows through the
-    cache into the prefix pass). Models wrapped for data parallelism (DDP) take the plain pass:
-    two forwards before one backward would confuse their gradient hooks.
-    The output's sequence axis covers only the rows' `[pad | rest]` columns; callers read the
-    response positions, which are the last ones in both layouts."""
-    ids, mask = rollout.input_ids, rollout.attention_mask
-    n = rollout.shared_prefix
-    if not shares_prefix(model, rollout):
-        return model(input_ids=ids, attention_mask=mask, position_ids=position_ids(mask),
-                     use_cache=False, **kwargs)
-    rows, width = ids.shape
-    p = rollout.prompt_length
-    start = p - mask[:, :p].sum(1)  # each row's first real token (after its left padding)
-    prefix = ids[:1, int(start[0]): int(start[0]) + n]
-    cache = DynamicCache()  # filled in place by the prefix pass
-    model(input_ids=prefix, use_cache=True, **cache_kwargs(model, cache), **_one_logit(model))
-    cache.batch_repeat_interleave(rows)
-    # drop the prefix columns: keep [0, start) and [start + n, width) of each row
-    col = torch.arange(width - n, device=ids.device)[None, :]
-    source = torch.where(col < start[:, None], col, col + n)
-    rest_ids, rest_mask = torch.gather(ids, 1, source), torch.gather(mask, 1, source)
-    positions = n + (rest_mask.long().cumsum(-1) - 1).clamp(min=0)
-    full_mask = torch.cat([rest_mask.new_ones(rows, n), rest_mask], dim=1)
-    return model(input_ids=rest_ids, attention_mask=full_mask, position_ids=positions,
-                 use_cache=True, **cache_kwargs(model, cache), **kwargs)
-
-
-def _one_logit(model) -> dict:
-    return {"logits_to_keep": 1} if _accepts(model, "logits_to_keep") else {}
-
-
 def response_logprobs(model, rollout: Rollout, temperature: float) -> torch.Tensor:
     """log pi(y_t | s_t) for each response token: [B, T] (padding positions are meaningless)."""
     return logprobs_of(response_logits(model, rollout, temperature), rollout.response_ids)
-
-
-def response_values(value_model, rollout: Rollout) -> torch.Tensor:
-    """V(s_t) for each response token t, read at the position before it: [B, T]."""
-    values = forward_shared(value_model, rollout)
-    t = rollout.response_mask.shape[1]
-    return values[:, -t - 1 : -1].float()
 
 
 def apply_missing_eos_penalty(scores: torch.Tensor, ended: torch.Tensor, penalty) -> torch.Tensor:

@@ -1,5 +1,6 @@
-"""Rollout forward passes: the shared-prompt-prefix pass must give the plain pass's numbers
-and gradients, and PPO's reuse of the rollout pass for the first micro-batch must too."""
+"""Rollout forward passes: the packed pass (no padding, the shared prompt prefix once) must give
+the plain padded pass's numbers and gradients, and PPO's reuse of the rollout pass for the first
+micro-batch must too."""
 
 from __future__ import annotations
 
@@ -70,31 +71,81 @@ def _assert_close_grads(a, b):
         assert (x - y).norm() <= 1e-5 * y.norm() + 1e-8
 
 
-def test_shared_prefix_pass_matches_the_plain_pass_for_the_policy(batch_and_model):
+def _plain_logprobs(model, batch):
+    logits = rollout.plain_forward(model, batch).logits[:, batch.prompt_length - 1: -1]
+    return rollout.logprobs_of(logits.float() / 0.7, batch.response_ids)
+
+
+def _plain_values(critic, batch):
+    return rollout.plain_forward(critic, batch)[:, batch.prompt_length - 1: -1].float()
+
+
+def _real_tokens_after_prefix(batch, prefix):
+    return int(batch.attention_mask.sum()) - len(batch.input_ids) * prefix
+
+
+def test_packed_pass_with_shared_prefix_matches_the_plain_pass_for_the_policy(batch_and_model):
     batch, model, _ = batch_and_model
     assert batch.shared_prefix >= rollout.MIN_SHARED_PREFIX  # the chat template's system prompt
-    plain = dataclasses.replace(batch, shared_prefix=0)
+    assert rollout.packing.supported(model) and rollout.shares_prefix(model, batch)
     mask = batch.response_mask.bool()
-    # the prefix pass really runs: once on the prefix alone, then on the rest of each row
-    assert rollout.shares_prefix(model, batch)
-    shared_lp, widths = _widths_of_calls(model, lambda: rollout.response_logprobs(model, batch, 0.7))
-    assert widths == [batch.shared_prefix, batch.input_ids.shape[1] - batch.shared_prefix]
-    plain_lp = rollout.response_logprobs(model, plain, 0.7)
-    torch.testing.assert_close(shared_lp[mask], plain_lp[mask], rtol=0, atol=1e-5)
-    _assert_close_grads(_grads(model, shared_lp[mask].sum()), _grads(model, plain_lp[mask].sum()))
+    # one pass on the prefix alone, one on every row's remaining real tokens, packed
+    packed, widths = _widths_of_calls(model, lambda: rollout.response_logprobs(model, batch, 0.7))
+    assert widths == [batch.shared_prefix, _real_tokens_after_prefix(batch, batch.shared_prefix)]
+    plain = _plain_logprobs(model, batch)
+    torch.testing.assert_close(packed[mask], plain[mask], rtol=0, atol=1e-5)
+    _assert_close_grads(_grads(model, packed[mask].sum()), _grads(model, plain[mask].sum()))
+    assert model.config._attn_implementation == "sdpa"  # put back after the pass
 
 
-def test_shared_prefix_pass_matches_the_plain_pass_for_the_critic(batch_and_model):
+def test_packed_pass_with_shared_prefix_matches_the_plain_pass_for_the_critic(batch_and_model):
     batch, _, path = batch_and_model
     torch.manual_seed(1)
     critic = ValueModel.from_policy(str(path), dtype=torch.float32).eval()
     mask = batch.response_mask.bool()
-    assert rollout.shares_prefix(critic, batch)
-    shared, widths = _widths_of_calls(critic, lambda: rollout.response_values(critic, batch))
-    assert widths == [batch.shared_prefix, batch.input_ids.shape[1] - batch.shared_prefix]
-    plain = rollout.response_values(critic, dataclasses.replace(batch, shared_prefix=0))
-    torch.testing.assert_close(shared[mask], plain[mask], rtol=0, atol=1e-5)
-    _assert_close_grads(_grads(critic, shared[mask].sum()), _grads(critic, plain[mask].sum()))
+    assert rollout.packing.supported(critic) and rollout.shares_prefix(critic, batch)
+    packed, widths = _widths_of_calls(critic, lambda: rollout.response_values(critic, batch))
+    assert widths == [batch.shared_prefix, _real_tokens_after_prefix(batch, batch.shared_prefix)]
+    plain = _plain_values(critic, batch)
+    torch.testing.assert_close(packed[mask], plain[mask], rtol=0, atol=1e-5)
+    _assert_close_grads(_grads(critic, packed[mask].sum()), _grads(critic, plain[mask].sum()))
+
+
+def test_packed_pass_drops_all_padding_and_keeps_rows_apart(batch_and_model):
+    """Rows of different prompt lengths, one ending early with an EOS and padding after it, no
+    shared prefix: the model sees each real token once, and every row's log-probs are those of
+    its own pass alone (a row attending to another row's tokens would change them)."""
+    batch, model, _ = batch_and_model
+    pad = 0
+    rows = [([11, 12, 13, 14, 15], [21, 22, 23, 24]),  # longest prompt, full response
+            ([31, 32], [41, 42, 2, pad]),  # EOS (id 2) then padding
+            ([51, 52, 53], [61, 62, 63, 64])]
+    width = max(len(p) for p, _ in rows)
+    ids = torch.tensor([[pad] * (width - len(p)) + p + r for p, r in rows])
+    response_mask = torch.tensor([[float(t != pad) for t in r] for _, r in rows])
+    attention = torch.cat([(ids[:, :width] != pad).long(), response_mask.long()], dim=1)
+    batch = dataclasses.replace(batch, input_ids=ids, attention_mask=attention,
+                                prompt_length=width, response_mask=response_mask,
+                                ended=torch.tensor([False, True, False]), shared_prefix=0,
+                                prompts=batch.prompts[:3], responses=batch.responses[:3])
+    mask = response_mask.bool()
+    packed, widths = _widths_of_calls(model, lambda: rollout.response_logprobs(model, batch, 0.7))
+    assert widths == [int(attention.sum())]  # 5 + 4, 2 + 3, 3 + 4: no padding at all
+    torch.testing.assert_close(packed[mask], _plain_logprobs(model, batch)[mask], rtol=0, atol=1e-5)
+    for i, (prompt, response) in enumerate(rows):  # each row alone, unpadded
+        alone = torch.tensor([prompt + [t for t in response if t != pad]])
+        logits = model(input_ids=alone).logits[0, len(prompt) - 1: -1]
+        expected = rollout.logprobs_of(logits[None] / 0.7, alone[:, len(prompt):])[0]
+        torch.testing.assert_close(packed[i, : len(expected)], expected, rtol=0, atol=1e-5)
+    assert torch.isfinite(packed).all()  # positions after the EOS: masked, but finite
+
+
+def test_packed_attention_refuses_to_run_outside_a_packed_pass(batch_and_model):
+    _, model, _ = batch_and_model
+    layer = model.model.layers[0].self_attn
+    q = torch.zeros(1, 4, 3, 8)
+    with pytest.raises(RuntimeError, match="runs only inside framework.packing.forward"):
+        rollout.packing._packed_attention(layer, q, q, q, None)
 
 
 @pytest.mark.parametrize("accumulation", [1, 2])

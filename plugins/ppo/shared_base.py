@@ -124,6 +124,11 @@ class SharedValueModel(nn.Module):
             nn.init.normal_(self.head.weight, std=1.0 / (hidden + 1) ** 0.5)
             nn.init.zeros_(self.head.bias)
 
+    @property
+    def backbone(self):
+        """The transformers model the critic runs (for framework/packing.py)."""
+        return self.shared.get_base_model()
+
     def forward(self, input_ids, attention_mask=None, position_ids=None, cache=None,
                 use_cache=False) -> torch.Tensor:
         """[B, L] token ids -> [B, L] values."""

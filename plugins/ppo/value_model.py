@@ -24,8 +24,8 @@ class ValueModel(nn.Module):
 
     def forward(self, input_ids, attention_mask=None, position_ids=None, cache=None,
                 use_cache=False) -> torch.Tensor:
-        """[B, L] token ids -> [B, L] values. A KV `cache` is continued from (and
-        extended): rollout.forward_shared computes a shared prompt prefix once that way."""
+        """[B, L] token ids -> [B, L] values. A KV `cache` is continued from (and extended):
+        framework/packing.py runs a shared prompt prefix once that way."""
         hidden = self.backbone(
             input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
             use_cache=use_cache, **cache_kwargs(self.backbone, cache),
