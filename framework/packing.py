@@ -13,8 +13,9 @@ so each row sees exactly the tokens and positions of its own plain pass. Outputs
 pass up to float rounding (tests/test_rollout.py) and autograd flows through all of it.
 
 Models qualify when they route attention through transformers' attention interface
-(`_supports_attention_backend`: Llama, Qwen, Mistral, Gemma and most current architectures);
-others take the plain padded pass (framework/rollout.py).
+(`_supports_attention_backend`: Llama, Qwen, Mistral, Gemma and most current architectures) and
+run it as `sdpa` (transformers' default); sliding-window layers keep their window. Others take
+the plain padded pass (framework/rollout.py).
 """
 
 from __future__ import annotations
@@ -68,13 +69,17 @@ class PackedRows:
         return cls(input_ids=input_ids[keep], position_ids=(seen - 1)[keep], slots=slots,
                    valid=valid, response_index=response_index, prefix_ids=prefix_ids)
 
-    def attention_mask(self, cached: int) -> torch.Tensor:
-        """[B, 1, L, cached + L] bool: every row sees the cached prefix and its own earlier tokens."""
+    def attention_mask(self, cached: int, window: int | None = None) -> torch.Tensor:
+        """[B, 1, L, cached + L] bool: every row sees the cached prefix and its own earlier
+        tokens (within the last `window` positions for a sliding-window layer)."""
         rows, width = self.valid.shape
         steps = torch.arange(width, device=self.valid.device)
         causal = (steps[None, :, None] >= steps[None, None, :]) & self.valid[:, None, :]
-        prefix = causal.new_ones(rows, width, cached)
-        return torch.cat([prefix, causal], dim=2)[:, None]
+        mask = torch.cat([causal.new_ones(rows, width, cached), causal], dim=2)
+        if window is not None:  # query at position cached + t, key at position k
+            keys = torch.arange(cached + width, device=self.valid.device)
+            mask &= (cached + steps[:, None] - keys[None, :] < window)[None]
+        return mask[:, None]
 
 
 _ACTIVE: contextvars.ContextVar[PackedRows | None] = contextvars.ContextVar("packed_rows",
@@ -89,6 +94,10 @@ def _packed_attention(module, query, key, value, attention_mask, dropout=0.0, sc
     if rows is None:
         raise RuntimeError(f"The '{ATTENTION}' attention implementation runs only inside "
                            f"framework.packing.forward.")
+    unsupported = [k for k in ("position_bias", "softcap", "s_aux") if kwargs.get(k) is not None]
+    if unsupported:  # sdpa itself refuses these; say so rather than compute something else
+        raise NotImplementedError(f"Packed rollout passes do not support attention with "
+                                  f"{', '.join(unsupported)}; this model needs the plain pass.")
     batch, width = rows.slots.shape
     cached = key.shape[2] - query.shape[2]
     flat = rows.slots.reshape(-1)
@@ -101,9 +110,12 @@ def _packed_attention(module, query, key, value, attention_mask, dropout=0.0, sc
         return torch.cat([x[:, :, :cached].expand(batch, -1, -1, -1), rest], dim=2)
 
     groups = query.shape[1] // key.shape[1]
+    # a sliding-window layer: passed by the attention module (Mistral), or its attribute (Qwen2)
+    window = kwargs.get("sliding_window") or getattr(module, "sliding_window", None)
     out = torch.nn.functional.scaled_dot_product_attention(
         per_row(query), repeat_kv(with_prefix(key), groups), repeat_kv(with_prefix(value), groups),
-        attn_mask=rows.attention_mask(cached), dropout_p=dropout, scale=scaling)
+        attn_mask=rows.attention_mask(cached, window),
+        dropout_p=dropout, scale=scaling)
     out = out.transpose(1, 2).flatten(0, 1)  # [B * L, H, D], row after row
     return out[rows.valid.reshape(-1)].unsqueeze(0), None
 
@@ -125,9 +137,12 @@ def transformer(model) -> PreTrainedModel | None:
 
 
 def supported(model) -> bool:
-    """Whether `model`'s attention goes through transformers' attention interface."""
+    """Whether `model`'s attention goes through transformers' attention interface as plain
+    `sdpa` (what the packed attention computes per row; a model set to another implementation,
+    or one sdpa cannot serve, such as logit soft-capping, takes the plain pass)."""
     inner = transformer(model)
-    return inner is not None and bool(getattr(inner, "_supports_attention_backend", False))
+    return (inner is not None and bool(getattr(inner, "_supports_attention_backend", False))
+            and inner.config._attn_implementation == "sdpa")
 
 
 @contextlib.contextmanager

@@ -59,7 +59,7 @@ def generate(model, tokenizer, prompt_texts: list[str], prompts: list, *, max_ne
     ).to(model.device)
     stop = eos_ids(tokenizer, model)
     config = GenerationConfig(
-        do_sample=True, temperature=temperature, top_k=top_k or None, top_p=top_p,
+        do_sample=True, temperature=temperature, top_k=top_k, top_p=top_p,  # top_k 0: off
         max_new_tokens=max_new_tokens, eos_token_id=stop, pad_token_id=tokenizer.pad_token_id,
         use_cache=True,
     )

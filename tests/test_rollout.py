@@ -182,3 +182,73 @@ def test_ppo_first_micro_batch_reuses_the_rollout_pass_exactly(tiny_model_dir, t
     pairs = [(a, b) for a, b in zip(grads_reused, grads_fresh) if a is not None]
     assert pairs and all(b is not None for _, b in pairs)
     _assert_close_grads([a for a, _ in pairs], [b for _, b in pairs])
+
+
+def test_packed_mask_by_hand():
+    """Two rows of 3 and 1 tokens after a 2-token cached prefix: each query sees the prefix and
+    its own row's tokens up to itself; a window of 2 keeps the last 2 positions only."""
+    rows = rollout.packing.PackedRows(
+        input_ids=torch.zeros(4, dtype=torch.long), position_ids=torch.zeros(4, dtype=torch.long),
+        slots=torch.tensor([[0, 1, 2], [3, 0, 0]]),
+        valid=torch.tensor([[True, True, True], [True, False, False]]),
+        response_index=torch.zeros(2, 1, dtype=torch.long), prefix_ids=None)
+    T, F = True, False
+    # key columns: prefix 0, 1, then the row's tokens 0, 1, 2 (at positions 2, 3, 4)
+    assert rows.attention_mask(2)[:, 0].tolist() == [
+        [[T, T, T, F, F], [T, T, T, T, F], [T, T, T, T, T]],
+        [[T, T, T, F, F], [T, T, T, F, F], [T, T, T, F, F]],  # slots past the row: masked keys
+    ]
+    assert rows.attention_mask(2, window=2)[0, 0].tolist() == [
+        [F, T, T, F, F], [F, F, T, T, F], [F, F, F, T, T]]
+
+
+def test_packed_pass_keeps_a_sliding_window():
+    """A Mistral-style model whose layers see only the last 3 positions: the packed pass gives
+    the plain pass's log-probs on rows longer than the window."""
+    from transformers import MistralConfig, MistralForCausalLM
+
+    torch.manual_seed(0)
+    config = MistralConfig(vocab_size=64, hidden_size=32, intermediate_size=64,
+                           num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                           sliding_window=3, max_position_embeddings=64, pad_token_id=0)
+    config._attn_implementation = "sdpa"
+    model = MistralForCausalLM(config).eval()
+    assert rollout.packing.supported(model)
+    ids = torch.tensor([[0, 0, 5, 6, 7, 8, 9, 10, 11],
+                        [12, 13, 14, 15, 16, 17, 18, 19, 20]])
+    prompt = 4
+    attention = (ids != 0).long()
+    response_mask = torch.ones(2, ids.shape[1] - prompt)
+    batch = rollout.Rollout(prompts=["a", "b"], responses=["", ""], input_ids=ids,
+                            attention_mask=attention, prompt_length=prompt,
+                            response_mask=response_mask, ended=torch.tensor([False, False]))
+    packed = rollout.response_logprobs(model, batch, 0.7)
+    torch.testing.assert_close(packed, _plain_logprobs(model, batch), rtol=0, atol=1e-5)
+    windowless = MistralForCausalLM(MistralConfig(**{**config.to_dict(), "sliding_window": None}))
+    windowless.load_state_dict(model.state_dict())
+    windowless.config._attn_implementation = "sdpa"
+    assert (rollout.response_logprobs(windowless.eval(), batch, 0.7) - packed).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("top_k, filtered", [(0, False), (5, True)])
+def test_top_k_zero_samples_from_the_whole_vocabulary(batch_and_model, monkeypatch, top_k,
+                                                      filtered):
+    """top_k=0 means no top-k filter: the sampled distribution is the one whose log-probs PPO
+    computes. (Passing None instead let transformers fill in its default of 50.)"""
+    from transformers.generation import logits_process
+
+    _, model, path = batch_and_model
+    calls = []
+    original = logits_process.TopKLogitsWarper.__call__
+
+    def spy(self, input_ids, scores):
+        calls.append(self.top_k)
+        return original(self, input_ids, scores)
+
+    monkeypatch.setattr(logits_process.TopKLogitsWarper, "__call__", spy)
+    tokenizer = load_tokenizer(str(path))
+    texts = [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
+                                           add_generation_prompt=True) for p in PROMPTS]
+    rollout.generate(model, tokenizer, texts, PROMPTS, max_new_tokens=3, temperature=1.0,
+                     top_k=top_k, top_p=1.0, max_prompt_length=256)
+    assert bool(calls) == filtered and all(k == top_k for k in calls)
