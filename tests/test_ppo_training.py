@@ -48,7 +48,7 @@ def test_ppo_learns_to_raise_the_reward(tiny_model_dir, tmp_path):
     tokenizer = load_tokenizer(str(tiny_model_dir))
     config = PPOConfig(
         steps=30, batch_size=8, num_minibatches=1, ppo_epochs=4, max_new_tokens=8,
-        temperature=0.2, learning_rate=3e-4, value_learning_rate=1e-3, init_kl_coef=0.01,
+        temperature=0.1, learning_rate=3e-4, value_learning_rate=1e-3, init_kl_coef=0.01,
         save_every=0, sample_every=0,
     )
     trainer = PPOTrainer(
@@ -59,7 +59,9 @@ def test_ppo_learns_to_raise_the_reward(tiny_model_dir, tmp_path):
     trainer.train()
     scores = [h["score"] for h in trainer.history]
     first, last = sum(scores[:5]) / 5, sum(scores[-5:]) / 5
-    # Seeded, this run goes from about 0.37 to about 0.95; demand a clear rise.
+    # Sampling is over the whole 49k vocabulary of a random model: at temperature 0.1 the
+    # repeated token is likely enough for a dense reward. Seeded, this run goes from about 0.41
+    # (first 5 steps) to about 0.79 (last 5); demand a clear rise.
     assert last > first + 0.25 and last > 0.6, scores
     kls = [h["kl"] for h in trainer.history]
     assert kls[0] == pytest.approx(0.0, abs=1e-4)  # the policy starts as the reference

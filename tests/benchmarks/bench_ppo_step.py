@@ -27,6 +27,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -84,6 +85,7 @@ def run_ours(setup: dict) -> None:
     from framework_plugins.rewards.reward_model import RewardModelConfig, RewardModelReward
 
     steps = setup["steps"] + 1
+    output_dir = Path(tempfile.mkdtemp(prefix="ours_ppo_bench_"))  # its checkpoint: 3 GB, removed
     rss_before_models = rss_mb()  # torch, transformers and the rest imported; no weights yet
     adapter = setup.get("adapter", "none")
     tokenizer = load_tokenizer(setup["policy"])
@@ -104,7 +106,7 @@ def run_ours(setup: dict) -> None:
         config, policy_path=setup["policy"], tokenizer=tokenizer, reward=reward,
         prompts=[make_prompt([{"role": "user", "content": m[-1]["content"]}], "bench")
                  for m in setup["prompts"]],
-        output_dir=Path(tempfile.mkdtemp(prefix="ours_ppo_bench_")), seed=setup["seed"],
+        output_dir=output_dir, seed=setup["seed"],
         reward_model_path=setup["reward_model"],
         adapter=AdapterConfig(kind=adapter), model_cfg=ModelConfig(),
     )
@@ -153,6 +155,7 @@ def run_ours(setup: dict) -> None:
     clock["start"] = time.perf_counter()
     trainer.train()  # its final checkpoint is written after the last step's clock stops
     emit(event="done", peak_rss_mb=peak_rss_mb())
+    shutil.rmtree(output_dir, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------- the benchmark
@@ -289,6 +292,7 @@ def main() -> None:
         "torch": torch.__version__, "python": platform.python_version(),
         "processor": _cpu_name(), "date": time.strftime("%Y-%m-%d %H:%M %Z"),
     }
+    shutil.rmtree(work / "reward_model", ignore_errors=True)  # 0.5 GB; the logs stay
     out["logs"] = str(work)
     print(json.dumps(out, indent=1))
 
@@ -318,6 +322,7 @@ def memory_comparison(setup: dict, work: Path, threads: int) -> dict:
         result["peak_above_baseline_mb"] = round(
             result["peak_rss_mb"] - ready["rss_before_models_mb"], 1)
         out[kind] = result
+    shutil.rmtree(work / "reward_model", ignore_errors=True)
     out["ratio_peak_rss"] = out["lora"]["peak_rss_mb"] / out["full"]["peak_rss_mb"]
     out["ratio_peak_above_baseline"] = (out["lora"]["peak_above_baseline_mb"]
                                         / out["full"]["peak_above_baseline_mb"])

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import shutil
 import sys
 import tempfile
 import time
@@ -132,6 +133,7 @@ def main(setup_path: str) -> None:
     clock.start = time.perf_counter()
     trainer.train()
     emit(event="done", peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    shutil.rmtree(out, ignore_errors=True)
 
 
 if __name__ == "__main__":
