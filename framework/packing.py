@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import inspect
 from dataclasses import dataclass
 
 import torch
@@ -128,6 +129,23 @@ AttentionInterface.register(ATTENTION, _packed_attention)
 AttentionMaskInterface.register(ATTENTION, _no_mask)
 
 
+def accepts(model, argument: str) -> bool:
+    """Whether `model.forward` (inside a DDP wrapper, the model's) names `argument`."""
+    return argument in inspect.signature(getattr(model, "module", model).forward).parameters
+
+
+def cache_argument(model) -> str | None:
+    """The name under which `model.forward` takes a KV cache to continue: `cache` in newer
+    transformers 5 releases, `past_key_values` before (still accepted through **kwargs, with a
+    deprecation warning, so only the signature tells which one is current); None for neither."""
+    return next((name for name in ("cache", "past_key_values") if accepts(model, name)), None)
+
+
+def cache_kwargs(model, cache) -> dict:
+    """`{name: cache}` for `model.forward`'s cache argument (nothing when `cache` is None)."""
+    return {} if cache is None else {cache_argument(model) or "past_key_values": cache}
+
+
 def transformer(model) -> PreTrainedModel | None:
     """The transformers model doing the work: unwrapped from DDP, a critic's backbone."""
     model = getattr(model, "module", model)
@@ -161,12 +179,12 @@ def _attention(config, rows: PackedRows):
         _ACTIVE.reset(token)
 
 
-def forward(model, rows: PackedRows, cache_argument: str | None, **kwargs):
+def forward(model, rows: PackedRows, **kwargs):
     """`model` on the packed rows (after their shared prefix, run here first into a KV cache
-    when `rows.prefix_ids` is set; `cache_argument` names model.forward's cache parameter)."""
+    when `rows.prefix_ids` is set)."""
     cache = {}
     if rows.prefix_ids is not None:
-        cache = {cache_argument: DynamicCache()}  # filled in place by the prefix pass
+        cache = cache_kwargs(model, DynamicCache())  # filled in place by the prefix pass
         one_logit = {"logits_to_keep": 1} if "logits_to_keep" in kwargs else {}
         model(input_ids=rows.prefix_ids, use_cache=True, **cache, **one_logit)
     with _attention(transformer(model).config, rows):

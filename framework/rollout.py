@@ -7,7 +7,6 @@ RL update needs is a tensor over the response columns. Used by PPO
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
 
 import torch
@@ -106,10 +105,10 @@ def response_logits(model, rollout: Rollout, temperature: float) -> torch.Tensor
     if packing.supported(model):
         rows = packed_rows(model, rollout)
         keep = {"logits_to_keep": rows.response_index.flatten()}
-        logits = packing.forward(model, rows, cache_argument(model), **keep).logits
+        logits = packing.forward(model, rows, **keep).logits
         return logits.view(*rows.response_index.shape, -1).float() / temperature
     keep = width + 1
-    extra = {"logits_to_keep": keep} if _accepts(model, "logits_to_keep") else {}
+    extra = {"logits_to_keep": keep} if packing.accepts(model, "logits_to_keep") else {}
     return plain_forward(model, rollout, **extra).logits[:, -keep:-1].float() / temperature
 
 
@@ -117,7 +116,7 @@ def response_values(value_model, rollout: Rollout) -> torch.Tensor:
     """V(s_t) for each response token t, read at the position before it: [B, T]."""
     if packing.supported(value_model):
         rows = packed_rows(value_model, rollout)
-        values = packing.forward(value_model, rows, cache_argument(value_model))
+        values = packing.forward(value_model, rows)
         return values[0, rows.response_index].float()
     t = rollout.response_mask.shape[1]
     return plain_forward(value_model, rollout)[:, -t - 1: -1].float()
@@ -139,28 +138,11 @@ def plain_forward(model, rollout: Rollout, **kwargs):
                  position_ids=position_ids(mask), use_cache=False, **kwargs)
 
 
-def _accepts(model, argument: str) -> bool:
-    forward = getattr(model, "module", model).forward  # a DDP wrapper holds the model
-    return argument in inspect.signature(forward).parameters
-
-
-def cache_argument(model) -> str | None:
-    """The name under which `model.forward` takes a KV cache to continue: `cache` in newer
-    transformers 5 releases, `past_key_values` before (still accepted through **kwargs, with a
-    deprecation warning, so only the signature tells which one is current); None for neither."""
-    return next((name for name in ("cache", "past_key_values") if _accepts(model, name)), None)
-
-
-def cache_kwargs(model, cache) -> dict:
-    """`{name: cache}` for `model.forward`'s cache argument (nothing when `cache` is None)."""
-    return {} if cache is None else {cache_argument(model) or "past_key_values": cache}
-
-
 def shares_prefix(model, rollout: Rollout) -> bool:
     """Whether a pass of `model` runs the rollout's shared prefix once. Not under DDP: two
     forwards before one backward would confuse its gradient hooks."""
     return bool(rollout.shared_prefix) and not hasattr(model, "module") and (
-        cache_argument(model) is not None)
+        packing.cache_argument(model) is not None)
 
 
 MIN_SHARED_PREFIX = 8  # below this, the extra prefix pass costs more than it saves

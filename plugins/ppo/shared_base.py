@@ -23,7 +23,7 @@ from torch import nn
 
 from framework.models.adapter_models import CAUSAL_LM
 from framework.models.adapters import AdapterConfig, lora_config
-from framework.rollout import cache_kwargs
+from framework.packing import cache_kwargs
 
 POLICY, VALUE = "policy", "value"
 ADAPTERS = (POLICY, VALUE)

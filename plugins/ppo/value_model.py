@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from framework.errors import ConfigError
-from framework.rollout import cache_kwargs
+from framework.packing import cache_kwargs
 
 
 class ValueModel(nn.Module):
