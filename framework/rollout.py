@@ -103,7 +103,7 @@ def response_logits(model, rollout: Rollout, temperature: float) -> torch.Tensor
     [B, T, V]. Position P - 1 + t predicts response token t; the LM head runs on those only."""
     width = rollout.response_mask.shape[1]
     if packing.supported(model):
-        rows = packed_rows(model, rollout)
+        rows = packed_rows(rollout)
         keep = {"logits_to_keep": rows.response_index.flatten()}
         logits = packing.forward(model, rows, **keep).logits
         return logits.view(*rows.response_index.shape, -1).float() / temperature
@@ -115,20 +115,18 @@ def response_logits(model, rollout: Rollout, temperature: float) -> torch.Tensor
 def response_values(value_model, rollout: Rollout) -> torch.Tensor:
     """V(s_t) for each response token t, read at the position before it: [B, T]."""
     if packing.supported(value_model):
-        rows = packed_rows(value_model, rollout)
+        rows = packed_rows(rollout)
         values = packing.forward(value_model, rows)
         return values[0, rows.response_index].float()
     t = rollout.response_mask.shape[1]
     return plain_forward(value_model, rollout)[:, -t - 1: -1].float()
 
 
-def packed_rows(model, rollout: Rollout) -> packing.PackedRows:
-    """The rollout's real tokens packed for `model` (with its shared prefix where the model can
-    continue a KV cache)."""
+def packed_rows(rollout: Rollout) -> packing.PackedRows:
+    """The rollout's real tokens packed, its shared prefix once."""
     return packing.PackedRows.of(
         rollout.input_ids, rollout.attention_mask, rollout.prompt_length,
-        rollout.response_mask.shape[1],
-        rollout.shared_prefix if shares_prefix(model, rollout) else 0)
+        rollout.response_mask.shape[1], rollout.shared_prefix)
 
 
 def plain_forward(model, rollout: Rollout, **kwargs):
@@ -138,19 +136,9 @@ def plain_forward(model, rollout: Rollout, **kwargs):
                  position_ids=position_ids(mask), use_cache=False, **kwargs)
 
 
-def shares_prefix(model, rollout: Rollout) -> bool:
-    """Whether a pass of `model` runs the rollout's shared prefix once. Not under DDP: two
-    forwards before one backward would confuse its gradient hooks."""
-    return bool(rollout.shared_prefix) and not hasattr(model, "module") and (
-        packing.cache_argument(model) is not None)
-
-
-MIN_SHARED_PREFIX = 8  # below this, the extra prefix pass costs more than it saves
-
-
 def shared_prefix_length(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> int:
     """How many leading real tokens all rows of a left-padded prompt batch share, leaving every
-    row at least one token of its own (0 when fewer than MIN_SHARED_PREFIX or one row)."""
+    row at least one token of its own (0 for a single row)."""
     lengths = attention_mask.sum(1)
     if len(input_ids) < 2:
         return 0
@@ -162,8 +150,7 @@ def shared_prefix_length(input_ids: torch.Tensor, attention_mask: torch.Tensor) 
     real = torch.gather(input_ids, 1, cols)
     same = (real == real[:1]).all(0).long()
     n = int(same.cumprod(0).sum())
-    n = min(n, shortest - 1)
-    return n if n >= MIN_SHARED_PREFIX else 0
+    return max(0, min(n, shortest - 1))
 
 
 def response_logprobs(model, rollout: Rollout, temperature: float) -> torch.Tensor:

@@ -30,7 +30,7 @@ def test_shared_prefix_length_counts_common_real_tokens_and_leaves_each_row_one(
     # the shortest row keeps at least one token of its own
     short = torch.tensor([[5, 6, 7, 8, 9, 10, 11, 12, 13], [5, 6, 7, 8, 9, 10, 11, 12, 13]])
     assert rollout.shared_prefix_length(short, torch.ones_like(short)) == 8
-    # below MIN_SHARED_PREFIX, or a single row: off
+    # rows that differ from their first real token, or a single row: none
     assert rollout.shared_prefix_length(ids[:, 5:], mask[:, 5:]) == 0
     assert rollout.shared_prefix_length(ids[:1], mask[:1]) == 0
 
@@ -86,12 +86,12 @@ def _real_tokens_after_prefix(batch, prefix):
 
 def test_packed_pass_with_shared_prefix_matches_the_plain_pass_for_the_policy(batch_and_model):
     batch, model, _ = batch_and_model
-    assert batch.shared_prefix >= rollout.MIN_SHARED_PREFIX  # the chat template's system prompt
-    assert rollout.packing.supported(model) and rollout.shares_prefix(model, batch)
+    assert batch.shared_prefix >= 8  # the chat template's system prompt
+    assert rollout.packing.supported(model)
     mask = batch.response_mask.bool()
-    # one pass on the prefix alone, one on every row's remaining real tokens, packed
+    # one pass: the prefix once, then every row's remaining real tokens
     packed, widths = _widths_of_calls(model, lambda: rollout.response_logprobs(model, batch, 0.7))
-    assert widths == [batch.shared_prefix, _real_tokens_after_prefix(batch, batch.shared_prefix)]
+    assert widths == [batch.shared_prefix + _real_tokens_after_prefix(batch, batch.shared_prefix)]
     plain = _plain_logprobs(model, batch)
     torch.testing.assert_close(packed[mask], plain[mask], rtol=0, atol=1e-5)
     _assert_close_grads(_grads(model, packed[mask].sum()), _grads(model, plain[mask].sum()))
@@ -103,9 +103,9 @@ def test_packed_pass_with_shared_prefix_matches_the_plain_pass_for_the_critic(ba
     torch.manual_seed(1)
     critic = ValueModel.from_policy(str(path), dtype=torch.float32).eval()
     mask = batch.response_mask.bool()
-    assert rollout.packing.supported(critic) and rollout.shares_prefix(critic, batch)
+    assert rollout.packing.supported(critic)
     packed, widths = _widths_of_calls(critic, lambda: rollout.response_values(critic, batch))
-    assert widths == [batch.shared_prefix, _real_tokens_after_prefix(batch, batch.shared_prefix)]
+    assert widths == [batch.shared_prefix + _real_tokens_after_prefix(batch, batch.shared_prefix)]
     plain = _plain_values(critic, batch)
     torch.testing.assert_close(packed[mask], plain[mask], rtol=0, atol=1e-5)
     _assert_close_grads(_grads(critic, packed[mask].sum()), _grads(critic, plain[mask].sum()))
@@ -185,21 +185,40 @@ def test_ppo_first_micro_batch_reuses_the_rollout_pass_exactly(tiny_model_dir, t
 
 
 def test_packed_mask_by_hand():
-    """Two rows of 3 and 1 tokens after a 2-token cached prefix: each query sees the prefix and
+    """Two rows of 3 and 1 tokens after a 2-token shared prefix: each query sees the prefix and
     its own row's tokens up to itself; a window of 2 keeps the last 2 positions only."""
     rows = rollout.packing.PackedRows(
-        input_ids=torch.zeros(4, dtype=torch.long), position_ids=torch.zeros(4, dtype=torch.long),
-        slots=torch.tensor([[0, 1, 2], [3, 0, 0]]),
+        input_ids=torch.zeros(6, dtype=torch.long), position_ids=torch.zeros(6, dtype=torch.long),
+        slots=torch.tensor([[2, 3, 4], [5, 0, 0]]),
         valid=torch.tensor([[True, True, True], [True, False, False]]),
-        response_index=torch.zeros(2, 1, dtype=torch.long), prefix_ids=None)
+        response_index=torch.zeros(2, 1, dtype=torch.long), prefix=2)
     T, F = True, False
     # key columns: prefix 0, 1, then the row's tokens 0, 1, 2 (at positions 2, 3, 4)
-    assert rows.attention_mask(2)[:, 0].tolist() == [
+    assert rows.attention_mask()[:, 0].tolist() == [
         [[T, T, T, F, F], [T, T, T, T, F], [T, T, T, T, T]],
         [[T, T, T, F, F], [T, T, T, F, F], [T, T, T, F, F]],  # slots past the row: masked keys
     ]
-    assert rows.attention_mask(2, window=2)[0, 0].tolist() == [
+    assert rows.attention_mask(window=2)[0, 0].tolist() == [
         [F, T, T, F, F], [F, F, T, T, F], [F, F, F, T, T]]
+    # the prefix's own attention: causal (sdpa's is_causal), or causal within the window
+    assert rows.prefix_mask() is None
+    wide = dataclasses.replace(rows, prefix=3)
+    assert wide.prefix_mask(window=2)[0, 0].tolist() == [[T, F, F], [T, T, F], [F, T, T]]
+
+
+def test_packed_layout_by_hand():
+    """Rows [pad, 7, 8, 9 | 1, 2] and [7, 8, 5, 6 | 3, pad]: the shared 7, 8 packed once, then
+    each row's other real tokens at their own positions; response token t read at the output of
+    the token before it (past the EOS: the row's last output)."""
+    ids = torch.tensor([[0, 7, 8, 9, 1, 2], [7, 8, 5, 6, 3, 0]])
+    mask = torch.tensor([[0, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 0]])
+    rows = rollout.packing.PackedRows.of(ids, mask, prompt_length=4, response_width=2,
+                                         shared_prefix=2)
+    assert rows.input_ids.tolist() == [7, 8, 9, 1, 2, 5, 6, 3]
+    assert rows.position_ids.tolist() == [0, 1, 2, 3, 4, 2, 3, 4]
+    assert rows.slots.tolist() == [[2, 3, 4], [5, 6, 7]]
+    assert rows.response_index.tolist() == [[2, 3], [6, 7]]
+    assert rows.prefix == 2 and rows.valid.all()
 
 
 def test_packed_pass_keeps_a_sliding_window():
@@ -224,6 +243,15 @@ def test_packed_pass_keeps_a_sliding_window():
                             response_mask=response_mask, ended=torch.tensor([False, False]))
     packed = rollout.response_logprobs(model, batch, 0.7)
     torch.testing.assert_close(packed, _plain_logprobs(model, batch), rtol=0, atol=1e-5)
+    # a shared prefix of 5 tokens, longer than the window: its own attention is windowed too
+    shared = torch.tensor([[0, 5, 6, 7, 8, 9, 30, 31, 32, 33],
+                           [5, 6, 7, 8, 9, 21, 22, 23, 24, 25]])
+    with_prefix = dataclasses.replace(
+        batch, input_ids=shared, attention_mask=(shared != 0).long(), prompt_length=7,
+        response_mask=torch.ones(2, 3), shared_prefix=5)
+    assert rollout.shared_prefix_length(shared[:, :7], (shared[:, :7] != 0).long()) == 5
+    torch.testing.assert_close(rollout.response_logprobs(model, with_prefix, 0.7),
+                               _plain_logprobs(model, with_prefix), rtol=0, atol=1e-5)
     windowless = MistralForCausalLM(MistralConfig(**{**config.to_dict(), "sliding_window": None}))
     windowless.load_state_dict(model.state_dict())
     windowless.config._attn_implementation = "sdpa"

@@ -23,7 +23,6 @@ from torch import nn
 
 from framework.models.adapter_models import CAUSAL_LM
 from framework.models.adapters import AdapterConfig, lora_config
-from framework.packing import cache_kwargs
 
 POLICY, VALUE = "policy", "value"
 ADAPTERS = (POLICY, VALUE)
@@ -129,12 +128,12 @@ class SharedValueModel(nn.Module):
         """The transformers model the critic runs (for framework/packing.py)."""
         return self.shared.get_base_model()
 
-    def forward(self, input_ids, attention_mask=None, position_ids=None, cache=None,
+    def forward(self, input_ids, attention_mask=None, position_ids=None,
                 use_cache=False) -> torch.Tensor:
         """[B, L] token ids -> [B, L] values."""
         with use(self.shared, VALUE) as lm:
             hidden = lm.base_model(  # the transformer without its LM head
                 input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                use_cache=use_cache, **cache_kwargs(lm.base_model, cache),
+                use_cache=use_cache,
             ).last_hidden_state
         return self.head(hidden.to(self.head.weight.dtype)).squeeze(-1)

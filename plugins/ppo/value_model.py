@@ -6,7 +6,6 @@ import torch
 from torch import nn
 
 from framework.errors import ConfigError
-from framework.packing import cache_kwargs
 
 
 class ValueModel(nn.Module):
@@ -22,13 +21,12 @@ class ValueModel(nn.Module):
             nn.init.zeros_(self.head.bias)
         self.head.to(dtype=next(backbone.parameters()).dtype)
 
-    def forward(self, input_ids, attention_mask=None, position_ids=None, cache=None,
+    def forward(self, input_ids, attention_mask=None, position_ids=None,
                 use_cache=False) -> torch.Tensor:
-        """[B, L] token ids -> [B, L] values. A KV `cache` is continued from (and extended):
-        framework/packing.py runs a shared prompt prefix once that way."""
+        """[B, L] token ids -> [B, L] values."""
         hidden = self.backbone(
             input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-            use_cache=use_cache, **cache_kwargs(self.backbone, cache),
+            use_cache=use_cache,
         ).last_hidden_state
         return self.head(hidden).squeeze(-1)
 
