@@ -50,20 +50,39 @@ class PackedRows:
     @classmethod
     def of(cls, input_ids: torch.Tensor, attention_mask: torch.Tensor, prompt_length: int,
            response_width: int, shared_prefix: int) -> PackedRows:
-        """The layout of a left-padded `[prompt | response]` batch; `shared_prefix` leading real
-        tokens are common to every row and packed once (0: none)."""
+        """The layout of a left-padded `[prompt | response]` batch for outputs read at the
+        tokens before each response token; `shared_prefix` leading real tokens are common to
+        every row and packed once (0: none). Each row's last real token is left out: its output
+        would predict the token after the row, and no later token attends to it."""
         real = attention_mask.bool()
         seen = real.long().cumsum(1)  # real tokens up to and including each column
+        last = real & (seen == seen[:, -1:])
+        keep = real & ~last & (seen > shared_prefix)
+        # response token t is predicted by column prompt_length - 1 + t; past a row's last kept
+        # token (its end, padding after an EOS) the row's last output stands in (callers mask it)
+        columns = prompt_length - 1 + torch.arange(response_width, device=input_ids.device)
+        return cls._packed(input_ids, real, seen, keep, columns, shared_prefix)
+
+    @classmethod
+    def last_tokens(cls, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                    shared_prefix: int) -> PackedRows:
+        """The layout of a padded batch (either side) read at each row's last real token (a
+        reward model's score): `response_index` [B, 1]."""
+        real = attention_mask.bool()
+        seen = real.long().cumsum(1)
         keep = real & (seen > shared_prefix)
+        columns = torch.tensor([input_ids.shape[1] - 1], device=input_ids.device)
+        return cls._packed(input_ids, real, seen, keep, columns, shared_prefix)
+
+    @classmethod
+    def _packed(cls, input_ids, real, seen, keep, columns, shared_prefix) -> PackedRows:
+        """Rows' `keep` tokens packed after the shared prefix; outputs read at `columns`."""
         lengths = keep.sum(1)
         offsets = shared_prefix + lengths.cumsum(0) - lengths
         width = int(lengths.max())
         steps = torch.arange(width, device=input_ids.device)[None, :]
         valid = steps < lengths[:, None]
         slots = torch.where(valid, offsets[:, None] + steps, 0)
-        # response token t is predicted by column prompt_length - 1 + t; past a row's last real
-        # token (padding after its EOS) the row's last output stands in (callers mask it)
-        columns = prompt_length - 1 + torch.arange(response_width, device=input_ids.device)
         before = (keep.long().cumsum(1) - 1)[:, columns]  # kept tokens before, in the row
         response_index = offsets[:, None] + torch.minimum(before, lengths[:, None] - 1)
         first = int(real[0].long().argmax())  # row 0's first real token
@@ -94,6 +113,23 @@ class PackedRows:
         steps = torch.arange(self.prefix, device=self.valid.device)
         gap = steps[:, None] - steps[None, :]
         return ((gap >= 0) & (gap < window))[None, None]
+
+
+def shared_prefix_length(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> int:
+    """How many leading real tokens all rows of a left-padded prompt batch share, leaving every
+    row at least one token of its own (0 for a single row)."""
+    lengths = attention_mask.sum(1)
+    if len(input_ids) < 2:
+        return 0
+    width = input_ids.shape[1]
+    shortest = int(lengths.min())
+    # each row's real tokens, left-aligned, cut to the shortest row
+    starts = width - lengths
+    cols = starts[:, None] + torch.arange(shortest, device=input_ids.device)[None, :]
+    real = torch.gather(input_ids, 1, cols)
+    same = (real == real[:1]).all(0).long()
+    n = int(same.cumprod(0).sum())
+    return max(0, min(n, shortest - 1))
 
 
 _ACTIVE: contextvars.ContextVar[PackedRows | None] = contextvars.ContextVar("packed_rows",

@@ -80,7 +80,7 @@ def generate(model, tokenizer, prompt_texts: list[str], prompts: list, *, max_ne
         input_ids=torch.cat([batch["input_ids"], response], dim=1),
         attention_mask=torch.cat([batch["attention_mask"], response_mask.long()], dim=1),
         prompt_length=prompt_length, response_mask=response_mask, ended=ended,
-        shared_prefix=shared_prefix_length(batch["input_ids"], batch["attention_mask"]),
+        shared_prefix=packing.shared_prefix_length(batch["input_ids"], batch["attention_mask"]),
     )
 
 
@@ -134,23 +134,6 @@ def plain_forward(model, rollout: Rollout, **kwargs):
     mask = rollout.attention_mask
     return model(input_ids=rollout.input_ids, attention_mask=mask,
                  position_ids=position_ids(mask), use_cache=False, **kwargs)
-
-
-def shared_prefix_length(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> int:
-    """How many leading real tokens all rows of a left-padded prompt batch share, leaving every
-    row at least one token of its own (0 for a single row)."""
-    lengths = attention_mask.sum(1)
-    if len(input_ids) < 2:
-        return 0
-    width = input_ids.shape[1]
-    shortest = int(lengths.min())
-    # each row's real tokens, left-aligned, cut to the shortest row
-    starts = width - lengths
-    cols = starts[:, None] + torch.arange(shortest, device=input_ids.device)[None, :]
-    real = torch.gather(input_ids, 1, cols)
-    same = (real == real[:1]).all(0).long()
-    n = int(same.cumprod(0).sum())
-    return max(0, min(n, shortest - 1))
 
 
 def response_logprobs(model, rollout: Rollout, temperature: float) -> torch.Tensor:

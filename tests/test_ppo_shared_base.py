@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from framework import packing
 from framework import rollout as R
 from framework.models import ModelConfig
 from framework.models.adapter_models import CAUSAL_LM, load_for_training
@@ -52,7 +53,7 @@ def make_rollout(prefix_shared: bool) -> R.Rollout:
     mask = torch.cat([prompt_mask, response_mask.long()], 1)
     return R.Rollout(prompts=[None] * 3, responses=[""] * 3, input_ids=ids, attention_mask=mask,
                      prompt_length=16, response_mask=response_mask, ended=torch.ones(3, dtype=torch.bool),
-                     shared_prefix=R.shared_prefix_length(prompt_ids, prompt_mask))
+                     shared_prefix=packing.shared_prefix_length(prompt_ids, prompt_mask))
 
 
 def perturb(params, scale=0.5, seed=2):

@@ -86,6 +86,28 @@ def test_batching_and_prompt_form_do_not_change_scores(rm_dir):
     assert many.score([], []) == []
 
 
+def test_packed_scoring_reads_the_last_non_pad_token_as_the_models_own_pass(rm_dir):
+    """Scores come from one packed pass (a prefix the pairs share once, no padding) and equal
+    each row's own pass, which reads the rightmost token that is not the pad id: pad-id tokens
+    inside a row stay, those at its end are not run."""
+    src = source(rm_dir)
+    assert src.packed is not None  # the tiny Llama's backbone runs packed
+    pad = src.tokenizer.pad_token_id
+    rows = [[5, 6, 7, 8, 9, 10, 11], [5, 6, 7, 8, 20, 21, pad], [5, 6, 7, 8, 30, pad, 31, pad, pad]]
+    batch = src.tokenizer.pad({"input_ids": rows}, padding_side="left", return_tensors="pt")
+    widths = []
+    backbone = src.packed[0]
+    hook = backbone.register_forward_pre_hook(
+        lambda _, args, kwargs: widths.append(kwargs["input_ids"].shape[1]), with_kwargs=True)
+    try:
+        with torch.no_grad():
+            scores = src.logits(batch).tolist()
+    finally:
+        hook.remove()
+    assert scores == pytest.approx([forward(src.model, r) for r in rows], abs=1e-5)
+    assert widths == [4 + 3 + 2 + 3]  # 5, 6, 7, 8 once; then 9 10 11 | 20 21 | 30 pad 31
+
+
 def test_normalized_scores_have_mean_0_and_std_1_on_the_calibration_set(rm_dir):
     prompts, responses = PROMPTS * 2, RESPONSES + [r + " Indeed." for r in RESPONSES]
     raw = torch.tensor(source(rm_dir).score(prompts, responses))

@@ -10,7 +10,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from framework import rollout
+from framework import packing, rollout
 from framework.models import load_tokenizer
 from framework_plugins.ppo.value_model import ValueModel
 
@@ -26,13 +26,13 @@ def test_shared_prefix_length_counts_common_real_tokens_and_leaves_each_row_one(
     ])
     mask = (ids != pad).long()
     # all rows start with 5..13 (9 real tokens), whatever their left padding
-    assert rollout.shared_prefix_length(ids, mask) == 9
+    assert packing.shared_prefix_length(ids, mask) == 9
     # the shortest row keeps at least one token of its own
     short = torch.tensor([[5, 6, 7, 8, 9, 10, 11, 12, 13], [5, 6, 7, 8, 9, 10, 11, 12, 13]])
-    assert rollout.shared_prefix_length(short, torch.ones_like(short)) == 8
+    assert packing.shared_prefix_length(short, torch.ones_like(short)) == 8
     # rows that differ from their first real token, or a single row: none
-    assert rollout.shared_prefix_length(ids[:, 5:], mask[:, 5:]) == 0
-    assert rollout.shared_prefix_length(ids[:1], mask[:1]) == 0
+    assert packing.shared_prefix_length(ids[:, 5:], mask[:, 5:]) == 0
+    assert packing.shared_prefix_length(ids[:1], mask[:1]) == 0
 
 
 @pytest.fixture(scope="module")
@@ -80,18 +80,21 @@ def _plain_values(critic, batch):
     return rollout.plain_forward(critic, batch)[:, batch.prompt_length - 1: -1].float()
 
 
-def _real_tokens_after_prefix(batch, prefix):
-    return int(batch.attention_mask.sum()) - len(batch.input_ids) * prefix
+def _tokens_read(batch, prefix):
+    """The tokens a packed pass runs: the prefix once, then each row's other real tokens but
+    its last (whose output would predict the token after the row)."""
+    rows = len(batch.input_ids)
+    return prefix + int(batch.attention_mask.sum()) - rows * prefix - rows
 
 
 def test_packed_pass_with_shared_prefix_matches_the_plain_pass_for_the_policy(batch_and_model):
     batch, model, _ = batch_and_model
     assert batch.shared_prefix >= 8  # the chat template's system prompt
-    assert rollout.packing.supported(model)
+    assert packing.supported(model)
     mask = batch.response_mask.bool()
     # one pass: the prefix once, then every row's remaining real tokens
     packed, widths = _widths_of_calls(model, lambda: rollout.response_logprobs(model, batch, 0.7))
-    assert widths == [batch.shared_prefix + _real_tokens_after_prefix(batch, batch.shared_prefix)]
+    assert widths == [_tokens_read(batch, batch.shared_prefix)]
     plain = _plain_logprobs(model, batch)
     torch.testing.assert_close(packed[mask], plain[mask], rtol=0, atol=1e-5)
     _assert_close_grads(_grads(model, packed[mask].sum()), _grads(model, plain[mask].sum()))
@@ -103,9 +106,9 @@ def test_packed_pass_with_shared_prefix_matches_the_plain_pass_for_the_critic(ba
     torch.manual_seed(1)
     critic = ValueModel.from_policy(str(path), dtype=torch.float32).eval()
     mask = batch.response_mask.bool()
-    assert rollout.packing.supported(critic)
+    assert packing.supported(critic)
     packed, widths = _widths_of_calls(critic, lambda: rollout.response_values(critic, batch))
-    assert widths == [batch.shared_prefix + _real_tokens_after_prefix(batch, batch.shared_prefix)]
+    assert widths == [_tokens_read(batch, batch.shared_prefix)]
     plain = _plain_values(critic, batch)
     torch.testing.assert_close(packed[mask], plain[mask], rtol=0, atol=1e-5)
     _assert_close_grads(_grads(critic, packed[mask].sum()), _grads(critic, plain[mask].sum()))
@@ -130,7 +133,8 @@ def test_packed_pass_drops_all_padding_and_keeps_rows_apart(batch_and_model):
                                 prompts=batch.prompts[:3], responses=batch.responses[:3])
     mask = response_mask.bool()
     packed, widths = _widths_of_calls(model, lambda: rollout.response_logprobs(model, batch, 0.7))
-    assert widths == [int(attention.sum())]  # 5 + 4, 2 + 3, 3 + 4: no padding at all
+    # 5 + 4, 2 + 3, 3 + 4 real tokens, less each row's last: no padding at all
+    assert widths == [int(attention.sum()) - 3]
     torch.testing.assert_close(packed[mask], _plain_logprobs(model, batch)[mask], rtol=0, atol=1e-5)
     for i, (prompt, response) in enumerate(rows):  # each row alone, unpadded
         alone = torch.tensor([prompt + [t for t in response if t != pad]])
@@ -145,7 +149,7 @@ def test_packed_attention_refuses_to_run_outside_a_packed_pass(batch_and_model):
     layer = model.model.layers[0].self_attn
     q = torch.zeros(1, 4, 3, 8)
     with pytest.raises(RuntimeError, match="runs only inside framework.packing.forward"):
-        rollout.packing._packed_attention(layer, q, q, q, None)
+        packing._packed_attention(layer, q, q, q, None)
 
 
 @pytest.mark.parametrize("accumulation", [1, 2])
@@ -187,7 +191,7 @@ def test_ppo_first_micro_batch_reuses_the_rollout_pass_exactly(tiny_model_dir, t
 def test_packed_mask_by_hand():
     """Two rows of 3 and 1 tokens after a 2-token shared prefix: each query sees the prefix and
     its own row's tokens up to itself; a window of 2 keeps the last 2 positions only."""
-    rows = rollout.packing.PackedRows(
+    rows = packing.PackedRows(
         input_ids=torch.zeros(6, dtype=torch.long), position_ids=torch.zeros(6, dtype=torch.long),
         slots=torch.tensor([[2, 3, 4], [5, 0, 0]]),
         valid=torch.tensor([[True, True, True], [True, False, False]]),
@@ -208,17 +212,22 @@ def test_packed_mask_by_hand():
 
 def test_packed_layout_by_hand():
     """Rows [pad, 7, 8, 9 | 1, 2] and [7, 8, 5, 6 | 3, pad]: the shared 7, 8 packed once, then
-    each row's other real tokens at their own positions; response token t read at the output of
-    the token before it (past the EOS: the row's last output)."""
+    each row's other real tokens at their own positions, less the row's last (nothing reads its
+    output); response token t is read at the output of the token before it, and past the EOS
+    the row's last output stands in. Read at the last tokens instead (a reward model), every
+    real token is kept."""
     ids = torch.tensor([[0, 7, 8, 9, 1, 2], [7, 8, 5, 6, 3, 0]])
     mask = torch.tensor([[0, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 0]])
-    rows = rollout.packing.PackedRows.of(ids, mask, prompt_length=4, response_width=2,
-                                         shared_prefix=2)
-    assert rows.input_ids.tolist() == [7, 8, 9, 1, 2, 5, 6, 3]
-    assert rows.position_ids.tolist() == [0, 1, 2, 3, 4, 2, 3, 4]
-    assert rows.slots.tolist() == [[2, 3, 4], [5, 6, 7]]
-    assert rows.response_index.tolist() == [[2, 3], [6, 7]]
+    rows = packing.PackedRows.of(ids, mask, prompt_length=4, response_width=2, shared_prefix=2)
+    assert rows.input_ids.tolist() == [7, 8, 9, 1, 5, 6]
+    assert rows.position_ids.tolist() == [0, 1, 2, 3, 2, 3]
+    assert rows.slots.tolist() == [[2, 3], [4, 5]]
+    assert rows.response_index.tolist() == [[2, 3], [5, 5]]
     assert rows.prefix == 2 and rows.valid.all()
+    last = packing.PackedRows.last_tokens(ids, mask, shared_prefix=2)
+    assert last.input_ids.tolist() == [7, 8, 9, 1, 2, 5, 6, 3]
+    assert last.position_ids.tolist() == [0, 1, 2, 3, 4, 2, 3, 4]
+    assert last.response_index.tolist() == [[4], [7]]
 
 
 def test_packed_pass_keeps_a_sliding_window():
@@ -232,7 +241,7 @@ def test_packed_pass_keeps_a_sliding_window():
                            sliding_window=3, max_position_embeddings=64, pad_token_id=0)
     config._attn_implementation = "sdpa"
     model = MistralForCausalLM(config).eval()
-    assert rollout.packing.supported(model)
+    assert packing.supported(model)
     ids = torch.tensor([[0, 0, 5, 6, 7, 8, 9, 10, 11],
                         [12, 13, 14, 15, 16, 17, 18, 19, 20]])
     prompt = 4
@@ -249,7 +258,7 @@ def test_packed_pass_keeps_a_sliding_window():
     with_prefix = dataclasses.replace(
         batch, input_ids=shared, attention_mask=(shared != 0).long(), prompt_length=7,
         response_mask=torch.ones(2, 3), shared_prefix=5)
-    assert rollout.shared_prefix_length(shared[:, :7], (shared[:, :7] != 0).long()) == 5
+    assert packing.shared_prefix_length(shared[:, :7], (shared[:, :7] != 0).long()) == 5
     torch.testing.assert_close(rollout.response_logprobs(model, with_prefix, 0.7),
                                _plain_logprobs(model, with_prefix), rtol=0, atol=1e-5)
     windowless = MistralForCausalLM(MistralConfig(**{**config.to_dict(), "sliding_window": None}))

@@ -2,7 +2,10 @@
 
 A pair is formatted exactly as TRL's RewardTrainer formatted it in the reward-model stage: the
 prompt messages plus the response as one assistant message, through the tokenizer's chat
-template; a string prompt is one user turn. The score is the model's single logit.
+template; a string prompt is one user turn. The score is the model's single logit, read at the
+last token that is not the pad id, as the model's own pass reads it. Decoder models with a `score`
+head run packed (framework/packing.py): no padding, a prefix the pairs share (a system prompt)
+once.
 
 With `normalize: true` the RL stage calls `calibrate()` on samples of the starting (SFT) policy;
 scores are then `(raw - mean) / std` of those samples, so the SFT policy scores 0 on average as in
@@ -49,7 +52,7 @@ class RewardModelReward(RewardSource):
         super().__init__(config)
         self.where = "reward"  # the config node, for messages; check() sets the real one
         validate(config, self.where)
-        self.model = self.tokenizer = self.device = None
+        self.model = self.tokenizer = self.device = self.packed = None
         self.stats: Optional[dict] = None
 
     @classmethod
@@ -91,6 +94,7 @@ class RewardModelReward(RewardSource):
         model.config.get_text_config().pad_token_id = tokenizer.pad_token_id
         self.model = model.eval().requires_grad_(False)
         self.tokenizer = tokenizer
+        self.packed = packed_scoring(self.model)
 
     def encode(self, prompt: Prompt, response: str, index: int = 0) -> list[int]:
         """Token ids of one pair, built as RewardTrainer builds `prompt + chosen` in training."""
@@ -128,16 +132,37 @@ class RewardModelReward(RewardSource):
         with torch.inference_mode():
             for start in range(0, len(order), size):
                 chunk = order[start:start + size]
-                batch = self.tokenizer.pad(  # right padding, as RewardTrainer's collator
+                # the plain pass pads right, as RewardTrainer's collator; the packed pass left,
+                # where packing.shared_prefix_length finds the rows' common start
+                batch = self.tokenizer.pad(
                     {"input_ids": [encoded[i] for i in chunk]}, padding=True,
-                    padding_side="right", return_tensors="pt")
-                logits = self.model(**batch.to(self.device)).logits[:, 0].float().tolist()
+                    padding_side="left" if self.packed else "right", return_tensors="pt")
+                logits = self.logits(batch.to(self.device)).float().tolist()
                 for i, value in zip(chunk, logits):
                     if not math.isfinite(value):
                         raise FrameworkError(f"{self.where}: the reward model returned {value} for "
                                              f"pair {i}; check the checkpoint and model.dtype.")
                     scores[i] = value
         return scores
+
+    def logits(self, batch) -> "torch.Tensor":
+        """[B] scores of a padded batch: packed (no padding, a prefix the pairs share once) where
+        the model allows, else the model's own pass."""
+        from framework import packing
+
+        if self.packed is None:
+            return self.model(**batch).logits[:, 0]
+        backbone, head = self.packed
+        ids, mask = batch["input_ids"], batch["attention_mask"]
+        shared = packing.shared_prefix_length(ids, mask)  # on the left-padded rows
+        pad = self.model.config.get_text_config().pad_token_id
+        if pad is not None:  # read, as the model's own pass, at the last token that is not pad
+            trailing = (ids != pad).flip(1).cumsum(1).flip(1) == 0
+            mask = mask * ~trailing
+            shared = max(0, min(shared, int(mask.sum(1).min()) - 1))
+        rows = packing.PackedRows.last_tokens(ids, mask, shared)
+        hidden = packing.forward(backbone, rows).last_hidden_state[0]
+        return head(hidden[rows.response_index[:, 0]])[:, 0]
 
     def score(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> list[float]:
         if not self.config.normalize:
@@ -196,6 +221,23 @@ class RewardModelReward(RewardSource):
                 f"set {self.where}.normalize=false.")
         self.stats = {"mean": float(state["mean"]), "std": float(state["std"]),
                       "count": int(state["count"])}
+
+
+def packed_scoring(model) -> tuple | None:
+    """(backbone, score head) of a sequence classifier whose score is its `score` Linear on the
+    backbone's last hidden state at the last token (transformers' `*ForSequenceClassification`
+    of decoder models) and whose backbone can run packed (framework/packing.py); else None."""
+    from torch import nn
+    from transformers import PreTrainedModel
+
+    from framework import packing
+
+    backbone = getattr(model, getattr(model, "base_model_prefix", ""), None)
+    head = getattr(model, "score", None)
+    if (isinstance(model, PreTrainedModel) and isinstance(head, nn.Linear)
+            and packing.supported(backbone)):
+        return backbone, head
+    return None
 
 
 def validate(config: RewardModelConfig, where: str) -> None:
