@@ -19,11 +19,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence
 
 from framework.artifacts import REWARD_MODEL, Artifact, Port
 from framework.errors import ConfigError, DataError, FrameworkError
 from framework.reward_source import Prompt, RewardSource, prompt_messages
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass
@@ -145,7 +148,7 @@ class RewardModelReward(RewardSource):
                     scores[i] = value
         return scores
 
-    def logits(self, batch) -> "torch.Tensor":
+    def logits(self, batch) -> torch.Tensor:
         """[B] scores of a padded batch: packed (no padding, a prefix the pairs share once) where
         the model allows, else the model's own pass."""
         from framework import packing
