@@ -13,6 +13,7 @@ import torch
 from transformers import GenerationConfig
 
 from framework import packing
+from framework.hardware import cpu_decode
 
 
 @dataclass
@@ -64,7 +65,8 @@ def generate(model, tokenizer, prompt_texts: list[str], prompts: list, *, max_ne
     )
     was_training = model.training
     model.eval()
-    output = model.generate(**batch, generation_config=config)
+    with cpu_decode.decoding(model, len(prompt_texts)):  # framework/hardware/cpu_decode.py
+        output = model.generate(**batch, generation_config=config)
     model.train(was_training)
 
     prompt_length = batch["input_ids"].shape[1]

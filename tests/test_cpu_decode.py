@@ -1,0 +1,102 @@
+"""framework.hardware.cpu_decode: thin linear products while sampling on a CPU run as
+(W @ x^T)^T where that was timed faster, with F.linear's numbers; training is left alone."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from framework import rollout
+from framework.hardware import cpu_decode
+from framework.models import load_tokenizer
+
+
+@pytest.fixture
+def calls(monkeypatch):
+    """Counts the products StreamedLinear computes in its own form."""
+    seen = []
+    original = cpu_decode.streamed
+
+    def spy(x, weight, bias):
+        seen.append(tuple(x.shape))
+        return original(x, weight, bias)
+
+    monkeypatch.setattr(cpu_decode, "streamed", spy)
+    return seen
+
+
+def test_streamed_linear_gives_f_linear_numbers_and_leaves_training_alone(calls):
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(24, 40)
+    thin, long = torch.randn(4, 1, 24), torch.randn(4, 20, 24)
+    with torch.no_grad():
+        expected = layer(thin), layer(long)
+        with cpu_decode.StreamedLinear():
+            got = layer(thin), layer(long)
+    torch.testing.assert_close(got[0], expected[0], rtol=0, atol=1e-6)
+    assert torch.equal(got[1], expected[1])
+    assert calls == [(4, 1, 24)]  # 80 rows: the usual form
+
+    with cpu_decode.StreamedLinear():
+        out = layer(thin)  # autograd on: untouched, gradients as usual
+    out.sum().backward()
+    assert calls == [(4, 1, 24)] and layer.weight.grad is not None
+
+
+def test_generation_samples_the_same_tokens_in_either_form(tiny_model_dir, monkeypatch, calls):
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    tokenizer = load_tokenizer(str(tiny_model_dir))
+    prompts = ["Name a colour.", "Why is the sea salty?", "Hi"]
+    texts = [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
+                                           add_generation_prompt=True) for p in prompts]
+    timed = []
+
+    def sample(streamed_is_faster: bool):
+        monkeypatch.setattr(cpu_decode, "_decisions", {})
+        monkeypatch.setattr(cpu_decode, "faster",
+                            lambda weight, rows: timed.append(rows) or streamed_is_faster)
+        torch.manual_seed(0)
+        return rollout.generate(model, tokenizer, texts, prompts, max_new_tokens=12,
+                                temperature=1.0, top_k=0, top_p=1.0, max_prompt_length=256)
+
+    plain = sample(False)
+    assert calls == [] and timed == [3]
+    streamed = sample(True)
+    assert len(calls) > 11 and all(shape[0] * shape[1] == 3 for shape in calls)  # decode steps
+    assert torch.equal(streamed.input_ids, plain.input_ids)
+    assert streamed.responses == plain.responses
+    sample(True)
+    assert timed == [3, 3, 3]  # timed once per (model, rows): each sample() clears the cache
+
+
+def test_the_decision_is_timed_once_and_only_for_a_few_rows_on_a_cpu(monkeypatch):
+    timed = []
+    monkeypatch.setattr(cpu_decode, "_decisions", {})
+    monkeypatch.setattr(cpu_decode, "faster", lambda weight, rows: timed.append(rows) or True)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Linear(16, 64))
+    for rows in (8, 8, 1, 64):
+        with cpu_decode.decoding(model, rows):
+            active = isinstance(torch.overrides._get_current_function_mode(),
+                                cpu_decode.StreamedLinear)
+        assert active == (rows == 8)
+    assert timed == [8]  # cached; 1 row and 64 rows never timed
+
+
+@pytest.mark.parametrize("plain, streamed, expected", [(10.0, 8.0, True), (10.0, 9.0, False),
+                                                       (10.0, 12.0, False)])
+def test_faster_keeps_the_streamed_form_only_for_a_clear_gain(monkeypatch, plain, streamed,
+                                                              expected):
+    """Best of the interleaved repeats: kept at <= MIN_GAIN (0.85) of the usual form's time."""
+    durations = iter([plain, streamed] * 3)
+    now = [0.0]
+
+    def clock():  # each product's start, then its end after its fake duration
+        now[0] += next(durations) if clock.started else 0.0
+        clock.started = not clock.started
+        return now[0]
+
+    clock.started = False
+    monkeypatch.setattr(cpu_decode.time, "perf_counter", clock)
+    assert cpu_decode.faster(torch.randn(64, 16), rows=8, repeats=3) is expected
