@@ -6,6 +6,9 @@ sequence `[1, N]` instead: the linear layers, norms and LM head, nearly all of t
 real tokens and no padding. Only attention must keep the rows apart; it runs per row on a padded
 copy of queries, keys and values (a few percent of the compute), through an attention
 implementation registered with transformers ("packed_rows") that a pass selects for its duration.
+A rollout pass reads the outputs before each response token, so each row's last token, whose
+output nothing reads, is left out (`PackedRows.of`); a reward model's pass reads each row's last
+token (`PackedRows.last_tokens`, used by framework_plugins/rewards/reward_model.py).
 
 A prompt prefix shared by every row (a chat template's system block) is packed once, at the
 start of the sequence, and every row's queries attend to it as well as to their own tokens; each
