@@ -100,3 +100,13 @@ def test_faster_keeps_the_streamed_form_only_for_a_clear_gain(monkeypatch, plain
     clock.started = False
     monkeypatch.setattr(cpu_decode.time, "perf_counter", clock)
     assert cpu_decode.faster(torch.randn(64, 16), rows=8, repeats=3) is expected
+
+
+def test_timing_leaves_the_global_rng_alone():
+    """Sampling and resumed runs depend on torch's global RNG; the first generation's timing
+    must not draw from it."""
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    cpu_decode.faster(torch.randn(64, 16, generator=torch.Generator()), rows=8, repeats=1)
+    assert torch.equal(torch.rand(3), expected)
