@@ -124,8 +124,10 @@ def test_ppo_stops_when_the_kl_exceeds_max_kl(tmp_path, tiny_model_dir):
     assert checkpoint.latest(tmp_path / "checkpoints").name == f"step-{bad - 1:06d}"
 
 
-def test_ppo_non_finite_loss_stops_before_the_optimizer_step(tmp_path, tiny_model_dir, monkeypatch):
-    ppo = trainer(tmp_path, tiny_model_dir, NanAtCall(bad_call=10**6))
+@pytest.mark.parametrize("max_grad_norm", [1.0, 0.0])  # the norm of the clip, or its own
+def test_ppo_non_finite_loss_stops_before_the_optimizer_step(tmp_path, tiny_model_dir, monkeypatch,
+                                                             max_grad_norm):
+    ppo = trainer(tmp_path, tiny_model_dir, NanAtCall(bad_call=10**6), max_grad_norm=max_grad_norm)
     loss = ppo.loss
 
     def nan_loss_at_step_3(*args, **kwargs):
@@ -143,6 +145,8 @@ def test_ppo_non_finite_loss_stops_before_the_optimizer_step(tmp_path, tiny_mode
     assert all(torch.isfinite(v).all() for v in ppo.policy.state_dict().values())
     assert any(not torch.equal(before[k], v) for k, v in ppo.policy.state_dict().items())
     assert checkpoint.latest(tmp_path / "checkpoints").name == "step-000002"
+    # the steps before logged each model's gradient norm (before clipping), finite and > 0
+    assert all(0 < h[f"{m}_grad_norm"] < math.inf for h in ppo.history for m in ("policy", "value"))
 
 
 def test_max_kl_must_be_positive():
@@ -153,3 +157,21 @@ def test_max_kl_must_be_positive():
 
     with pytest.raises(ConfigError, match=r"stages\.rl\.params\.optimizer\.params\.max_kl=-1"):
         validate(PPOConfig(max_kl=-1.0), "stages.rl.params.optimizer.params")
+
+
+@pytest.mark.parametrize("max_grad_norm, after", [(1.0, 1.0), (0.0, 5.0), (10.0, 5.0)])
+def test_ppo_clip_gradients_returns_the_norm_before_clipping(tmp_path, max_grad_norm, after):
+    """Gradients of norm 5 (3 and 4): clipped to max_grad_norm when it is smaller, left alone
+    at 0 (off) or above; the norm before clipping is returned either way."""
+    from types import SimpleNamespace
+
+    from accelerate import Accelerator
+
+    from framework_plugins.ppo import guards
+
+    a, b = torch.nn.Parameter(torch.zeros(2)), torch.nn.Parameter(torch.zeros(1))
+    a.grad, b.grad = torch.tensor([3.0, 0.0]), torch.tensor([4.0])
+    fake = SimpleNamespace(trainable={"policy": [a, b]}, accelerator=Accelerator(cpu=True),
+                           cfg=SimpleNamespace(max_grad_norm=max_grad_norm))
+    assert guards.clip_gradients(fake, "policy") == pytest.approx(5.0)
+    assert torch.cat([a.grad, b.grad]).norm().item() == pytest.approx(after, rel=1e-5)

@@ -53,29 +53,24 @@ def check_experience(trainer, experience: dict) -> None:
             "raise max_kl")
 
 
-def guard_optimizer_steps(trainer) -> list:
-    """Pre-step hooks: a non-finite gradient (from a non-finite loss) stops the run before the
-    optimizer applies it. Returns the hook handles (remove them when training ends)."""
-    handles = []
-    for name, optimizer in trainer.optimizers.items():
-        inner = getattr(optimizer, "optimizer", optimizer)  # accelerate's wrapper
-        handles.append(inner.register_step_pre_hook(_grad_check(trainer, name)))
-    return handles
-
-
-def _grad_check(trainer, name: str):
-    def hook(optimizer, args, kwargs):
-        grads = [p.grad for group in optimizer.param_groups for p in group["params"]
-                 if p.grad is not None]
+def clip_gradients(trainer, name: str) -> float:
+    """The gradient norm of the `name` ("policy"/"value") parameters before the optimizer step,
+    clipped to `max_grad_norm` when it is > 0 (one pass computes the norm for both). A non-finite
+    norm (from a non-finite loss) stops the run before the optimizer applies it."""
+    params = trainer.trainable[name]
+    if trainer.cfg.max_grad_norm > 0:
+        norm = float(trainer.accelerator.clip_grad_norm_(params, trainer.cfg.max_grad_norm))
+    else:
+        grads = [p.grad for p in params if p.grad is not None]
         norm = _total_norm(grads) if grads else 0.0
-        if any_process(not math.isfinite(norm)):
-            raise diverged(trainer, f"{name} gradient norm", (
-                f"the {name} gradient norm is {norm} before the optimizer step: the PPO loss (or "
-                f"the ptx loss) was not finite (batch prompts: "
-                f"{_prompts(getattr(trainer, 'current_rollout', None))})"),
-                "lower optimizer.params.learning_rate / value_learning_rate, keep max_grad_norm "
-                "> 0, and check the reward scale")
-    return hook
+    if any_process(not math.isfinite(norm)):
+        raise diverged(trainer, f"{name} gradient norm", (
+            f"the {name} gradient norm is {norm} before the optimizer step: the PPO loss (or "
+            f"the ptx loss) was not finite (batch prompts: "
+            f"{_prompts(getattr(trainer, 'current_rollout', None))})"),
+            "lower optimizer.params.learning_rate / value_learning_rate, keep max_grad_norm "
+            "> 0, and check the reward scale")
+    return norm
 
 
 def diverged(trainer, quantity: str, what: str, fix: str) -> TrainingDiverged:

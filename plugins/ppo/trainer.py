@@ -171,7 +171,6 @@ class PPOTrainer:
     # ------------------------------------------------------------------------------ the loop
     def train(self) -> dict:
         stats = {}
-        hooks = guards.guard_optimizer_steps(self)  # non-finite gradients stop before the step
         try:
             while self.step < self.cfg.steps:
                 guards.stop_if_requested(self)  # SIGINT/SIGTERM: checkpoint, then stop
@@ -187,8 +186,6 @@ class PPOTrainer:
             if self.saved_step != self.step:
                 self.save_checkpoint()
         finally:
-            for hook in hooks:
-                hook.remove()
             if self.writer is not None:
                 self.writer.close()
         return {"steps": self.step, **stats}
@@ -280,7 +277,8 @@ class PPOTrainer:
                     ptx = self.ptx_loss()
                     acc.backward(ptx)
                     history["ptx_loss"].append(ptx.item())
-                self.optimizer_step()
+                for name, norm in self.optimizer_step().items():
+                    history[f"{name}_grad_norm"].append(norm)
         # means over every process's minibatches: each rank logs and reports the same numbers
         keys = sorted(history)
         means = torch.tensor([sum(history[k]) / len(history[k]) for k in keys],
@@ -316,12 +314,15 @@ class PPOTrainer:
         logits = self.policy(**batch, use_cache=False).logits
         return F.ptx_loss(logits, batch["input_ids"], batch["attention_mask"], self.cfg.ptx_coef)
 
-    def optimizer_step(self) -> None:
+    def optimizer_step(self) -> dict[str, float]:
+        """Clip (max_grad_norm > 0), check and apply each model's gradients; returns their norms
+        before clipping. A non-finite gradient stops the run first (guards.clip_gradients)."""
+        norms = {}
         for name, optimizer in self.optimizers.items():
-            if self.cfg.max_grad_norm > 0:
-                self.accelerator.clip_grad_norm_(self.trainable[name], self.cfg.max_grad_norm)
+            norms[name] = guards.clip_gradients(self, name)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
+        return norms
 
     # ----------------------------------------------------------------- 4: logging, checkpoints
     def log(self, stats: dict, exp: dict) -> None:

@@ -98,6 +98,7 @@ def run_ours(setup: dict) -> None:
         value_learning_rate=setup["learning_rate"], max_new_tokens=setup["new_tokens"],
         temperature=setup["temperature"], init_kl_coef=setup["kl_coef"], cliprange=0.2,
         cliprange_value=0.2, vf_coef=0.1, gamma=1.0, lam=0.95,
+        max_grad_norm=0.0,  # TRL's PPO loop does not clip gradients; ours still checks their norm
         # with adapters the critic is an adapter on the policy's base (shared_base.py)
         value_init="reward_model" if adapter == "none" else "policy",
         save_every=0, sample_every=0, log_every=1,
@@ -278,7 +279,7 @@ def main() -> None:
            "response_tokens": "exactly new_tokens: EOS masked by min_new_tokens in both",
            "timing": "one warm-up step, then the implementations alternate step by step",
            "lr_schedule": "ours constant; TRL linear decay (its default)",
-           "grad_clip": "ours max_grad_norm=1.0 (its default); TRL's PPO loop does not clip"},
+           "grad_clip": "neither clips (TRL's PPO loop does not; ours max_grad_norm=0)"},
     }
     for name, w in workers.items():
         done = w.read("done")
