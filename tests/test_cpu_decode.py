@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch.nn import functional as F
 
 from framework import rollout
 from framework.hardware import cpu_decode
@@ -36,11 +37,15 @@ def test_streamed_linear_gives_f_linear_numbers_and_leaves_training_alone(calls)
     torch.testing.assert_close(got[0], expected[0], rtol=0, atol=1e-6)
     assert torch.equal(got[1], expected[1])
     assert calls == [(4, 1, 24)]  # 80 rows: the usual form
+    with torch.no_grad(), cpu_decode.StreamedLinear():  # arguments by name
+        named = F.linear(input=thin, weight=layer.weight, bias=layer.bias)
+    torch.testing.assert_close(named, expected[0], rtol=0, atol=1e-6)
+    assert calls == [(4, 1, 24)] * 2
 
     with cpu_decode.StreamedLinear():
         out = layer(thin)  # autograd on: untouched, gradients as usual
     out.sum().backward()
-    assert calls == [(4, 1, 24)] and layer.weight.grad is not None
+    assert calls == [(4, 1, 24)] * 2 and layer.weight.grad is not None
 
 
 def test_generation_samples_the_same_tokens_in_either_form(tiny_model_dir, monkeypatch, calls):

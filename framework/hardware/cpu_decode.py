@@ -4,10 +4,10 @@ A decode step runs every linear layer on a few rows (one new token per sequence)
 products the CPU BLAS that torch ships (MKL) can be much slower computing `x @ W^T`, the form
 `F.linear` asks for, than `W @ x^T` transposed back, the same numbers up to float rounding. On
 this project's 2-core AMD EPYC machine, for 8 rows: 53 -> 39 ms for the 60 MLP input projections
-of SmolLM2-135M, 35 -> 25 ms for its LM head; `framework.rollout.generate` of 8 x 48 tokens
-took 12.6 -> 11.2 s (means of 5, interleaved). Which form wins depends on the CPU and the BLAS, so the first
-generation with a given model and row count times both on its largest layer and keeps the
-faster; on other devices nothing changes.
+of SmolLM2-135M, 35 -> 25 ms for its LM head; `framework.rollout.generate` of 8 x 48 tokens took
+12.6 -> 11.2 s (means of 5, interleaved). Which form wins depends on the CPU and the BLAS, so
+the first generation with a given model and row count times both on its largest layer and keeps
+the faster; on other devices nothing changes.
 """
 
 from __future__ import annotations
@@ -34,10 +34,11 @@ class StreamedLinear(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         if func is F.linear:
-            x, weight = args[0], args[1]
-            bias = args[2] if len(args) > 2 else kwargs.get("bias")
-            if streams(x, weight):
-                return streamed(x, weight, bias)
+            named = dict(zip(("input", "weight", "bias"), args), **kwargs)
+            x, weight = named.get("input"), named.get("weight")
+            tensors = isinstance(x, torch.Tensor) and isinstance(weight, torch.Tensor)
+            if tensors and streams(x, weight):
+                return streamed(x, weight, named.get("bias"))
         return func(*args, **kwargs)
 
 

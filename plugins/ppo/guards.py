@@ -57,12 +57,14 @@ def clip_gradients(trainer, name: str) -> float:
     """The gradient norm of the `name` ("policy"/"value") parameters before the optimizer step,
     clipped to `max_grad_norm` when it is > 0 (one pass computes the norm for both). A non-finite
     norm (from a non-finite loss) stops the run before the optimizer applies it."""
-    params = trainer.trainable[name]
+    params = list(trainer.trainable[name])
+    norm = None
     if trainer.cfg.max_grad_norm > 0:
-        norm = float(trainer.accelerator.clip_grad_norm_(params, trainer.cfg.max_grad_norm))
-    else:
+        norm = trainer.accelerator.clip_grad_norm_(params, trainer.cfg.max_grad_norm)
+    if norm is None:  # not clipping (or a backend that clips internally and returns nothing)
         grads = [p.grad for p in params if p.grad is not None]
         norm = _total_norm(grads) if grads else 0.0
+    norm = float(norm)
     if any_process(not math.isfinite(norm)):
         raise diverged(trainer, f"{name} gradient norm", (
             f"the {name} gradient norm is {norm} before the optimizer step: the PPO loss (or "
