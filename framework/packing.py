@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import inspect
 from dataclasses import dataclass
 
 import torch
@@ -164,7 +163,9 @@ def _packed_attention(module, query, key, value, attention_mask, dropout=0.0, sc
 
     def with_prefix(x):  # every row's keys (values): the shared prefix's, then its own
         own = per_row(x)
-        return repeat_kv(torch.cat([x[:, :, :prefix].expand(batch, -1, -1, -1), own], 2), groups)
+        if prefix:
+            own = torch.cat([x[:, :, :prefix].expand(batch, -1, -1, -1), own], dim=2)
+        return repeat_kv(own, groups)
 
     out = sdpa(per_row(query), with_prefix(key), with_prefix(value),
                attn_mask=rows.attention_mask(window), dropout_p=dropout, scale=scaling)
@@ -184,11 +185,6 @@ def _no_mask(*args, **kwargs):
 
 AttentionInterface.register(ATTENTION, _packed_attention)
 AttentionMaskInterface.register(ATTENTION, _no_mask)
-
-
-def accepts(model, argument: str) -> bool:
-    """Whether `model.forward` (inside a DDP wrapper, the model's) names `argument`."""
-    return argument in inspect.signature(getattr(model, "module", model).forward).parameters
 
 
 def transformer(model) -> PreTrainedModel | None:

@@ -7,6 +7,7 @@ RL update needs is a tensor over the response columns. Used by PPO
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 
 import torch
@@ -110,7 +111,7 @@ def response_logits(model, rollout: Rollout, temperature: float) -> torch.Tensor
         logits = packing.forward(model, rows, **keep).logits
         return logits.view(*rows.response_index.shape, -1).float() / temperature
     keep = width + 1
-    extra = {"logits_to_keep": keep} if packing.accepts(model, "logits_to_keep") else {}
+    extra = {"logits_to_keep": keep} if _accepts(model, "logits_to_keep") else {}
     return plain_forward(model, rollout, **extra).logits[:, -keep:-1].float() / temperature
 
 
@@ -129,6 +130,11 @@ def packed_rows(rollout: Rollout) -> packing.PackedRows:
     return packing.PackedRows.of(
         rollout.input_ids, rollout.attention_mask, rollout.prompt_length,
         rollout.response_mask.shape[1], rollout.shared_prefix)
+
+
+def _accepts(model, argument: str) -> bool:
+    """Whether `model.forward` (inside a DDP wrapper, the model's) names `argument`."""
+    return argument in inspect.signature(getattr(model, "module", model).forward).parameters
 
 
 def plain_forward(model, rollout: Rollout, **kwargs):

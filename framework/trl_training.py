@@ -52,7 +52,7 @@ class GuardCallback(TrainerCallback):
     def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
         if args.fp16 or model is None:  # fp16's loss scaler skips overflowing steps by design
             return
-        norm = _grad_norm(model)
+        norm = gradient_norm(model.parameters())
         if any_process(not math.isfinite(norm)) and self.diverged is None:
             self.diverged = (state.global_step + 1, "gradient norm", norm)
             _veto(control)
@@ -119,10 +119,11 @@ def _veto(control) -> None:
     control.should_training_stop = True
 
 
-def _grad_norm(model) -> float:
+def gradient_norm(parameters) -> float:
+    """The total L2 norm of the parameters' gradients (0.0 when none has one)."""
     import torch
 
-    grads = [p.grad.detach() for p in model.parameters() if p.grad is not None]
+    grads = [p.grad.detach() for p in parameters if p.grad is not None]
     if not grads:
         return 0.0
     if hasattr(torch.nn.utils, "get_total_norm"):  # torch >= 2.6: foreach kernels

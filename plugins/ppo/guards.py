@@ -13,6 +13,7 @@ import torch
 from framework.errors import TrainingDiverged, TrainingInterrupted
 from framework.pipeline.signals import any_process, stop_requested_anywhere
 from framework.reward_source import prompt_text
+from framework.trl_training import gradient_norm
 from framework_plugins.ppo import checkpoint
 
 
@@ -62,8 +63,7 @@ def clip_gradients(trainer, name: str) -> float:
     if trainer.cfg.max_grad_norm > 0:
         norm = trainer.accelerator.clip_grad_norm_(params, trainer.cfg.max_grad_norm)
     if norm is None:  # not clipping (or a backend that clips internally and returns nothing)
-        grads = [p.grad for p in params if p.grad is not None]
-        norm = _total_norm(grads) if grads else 0.0
+        norm = gradient_norm(params)
     norm = float(norm)
     if any_process(not math.isfinite(norm)):
         raise diverged(trainer, f"{name} gradient norm", (
@@ -89,11 +89,3 @@ def _prompts(batch) -> list[str]:
     if batch is None:
         return []
     return [prompt_text(p)[:80] for p in batch.prompts[:8]]
-
-
-def _total_norm(grads) -> float:
-    grads = [g.detach() for g in grads]
-    if hasattr(torch.nn.utils, "get_total_norm"):  # torch >= 2.6: foreach kernels
-        return float(torch.nn.utils.get_total_norm(grads))
-    device = grads[0].device
-    return float(torch.stack([g.float().norm().to(device) for g in grads]).norm())
