@@ -17,7 +17,8 @@ minibatch, learning rate 3e-6 for policy and value, kl coef 0.05, torch threads 
 Each implementation runs in its own long-lived subprocess (so peak RSS is its own). After a
 warm-up step (not timed) the two take turns: one step of one, then one step of the other, so
 background load on the shared machine falls on both alike. A step runs only while the other
-process waits on its stdin; a step is timed from the "go" to the end of that step's loop body.
+process waits on its stdin, its last step too (neither goes on to finish and exit until both have
+run all their steps); a step is timed from the "go" to the end of that step's loop body.
 """
 
 from __future__ import annotations
@@ -56,6 +57,13 @@ def emit(**obj):
 def wait_go():
     if sys.stdin.readline().strip() != "go":
         sys.exit(0)
+
+
+def wait_finish():
+    """After its last timed step a worker idles until every worker's steps are timed: what it
+    does next (its final checkpoint, freeing GBs, exiting) would otherwise run alongside the other
+    implementation's last step."""
+    sys.stdin.readline()
 
 
 def rss_mb() -> float:
@@ -147,6 +155,8 @@ def run_ours(setup: dict) -> None:
         if clock["step"] < steps:
             wait_go()
             clock["start"] = time.perf_counter()
+        else:
+            wait_finish()
 
     trainer.log = timed_log
     emit(event="ready", rss_mb=rss_mb(), rss_before_models_mb=rss_before_models,
@@ -198,9 +208,19 @@ class Worker:
                            f"end of its log {self.log}:\n{tail}")
 
     def step(self) -> dict:
-        self.proc.stdin.write("go\n")
-        self.proc.stdin.flush()
+        self.send("go")
         return self.read("step")
+
+    def finish(self) -> dict:
+        """Let it go on past its last step (it waits in wait_finish) and collect its end."""
+        self.send("finish")
+        done = self.read("done")
+        self.proc.wait(timeout=600)
+        return done
+
+    def send(self, line: str) -> None:
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
 
 
 def summary(steps: list[dict], warmup: dict, done: dict, ready: dict) -> dict:
@@ -281,10 +301,8 @@ def main() -> None:
            "lr_schedule": "ours constant; TRL linear decay (its default)",
            "grad_clip": "neither clips (TRL's PPO loop does not; ours max_grad_norm=0)"},
     }
-    for name, w in workers.items():
-        done = w.read("done")
-        w.proc.wait(timeout=600)
-        out[name] = summary(results[name][1:], results[name][0], done, ready[name])
+    for name, w in workers.items():  # only now, after every timed step of both
+        out[name] = summary(results[name][1:], results[name][0], w.finish(), ready[name])
     if len(workers) == 2:
         out["ratio"] = out["ours"]["seconds_per_step"] / out["trl_1_12_0"]["seconds_per_step"]
         out["ratio_peak_rss"] = out["ours"]["peak_rss_mb"] / out["trl_1_12_0"]["peak_rss_mb"]
@@ -317,9 +335,7 @@ def memory_comparison(setup: dict, work: Path, threads: int) -> dict:
                         work / f"{kind}.log", threads)
         ready = worker.read("ready")
         steps = [worker.step() for _ in range(setup["steps"] + 1)]
-        done = worker.read("done")
-        worker.proc.wait(timeout=600)
-        result = summary(steps[1:], steps[0], done, ready)
+        result = summary(steps[1:], steps[0], worker.finish(), ready)
         result["peak_above_baseline_mb"] = round(
             result["peak_rss_mb"] - ready["rss_before_models_mb"], 1)
         out[kind] = result

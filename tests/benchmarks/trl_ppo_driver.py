@@ -118,6 +118,8 @@ def main(setup_path: str) -> None:
             if self.step < steps:
                 wait_go()
                 self.start = time.perf_counter()
+            else:  # train()'s end and this process's exit must not overlap ours' timed step
+                sys.stdin.readline()  # "finish", once every timed step of both has run
             return control
 
     clock = StepClock()
