@@ -188,6 +188,27 @@ def test_ppo_first_micro_batch_reuses_the_rollout_pass_exactly(tiny_model_dir, t
     _assert_close_grads([a for a, _ in pairs], [b for _, b in pairs])
 
 
+def test_grouped_attention_reads_shared_key_heads_the_same_on_every_device_path():
+    """Two query heads per key/value head: the CPU path (sdpa's enable_gqa) and the repeated
+    heads used elsewhere give the same attention and the same gradients."""
+    torch.manual_seed(0)
+    q = torch.randn(2, 4, 5, 8, requires_grad=True)
+    k, v = (torch.randn(2, 2, 5, 8, requires_grad=True) for _ in range(2))
+    mask = torch.ones(5, 5, dtype=torch.bool).tril()[None, None].expand(2, 1, 5, 5).clone()
+    mask[1, :, :, :2] = False  # row 1 hides its first two keys
+    mask[1, :, :2, 0] = True  # (every query keeps one key)
+    results = []
+    for device in ("cpu", "cuda"):  # only picks the path; the tensors stay on the CPU
+        out = packing._grouped_sdpa(2, torch.device(device))(q, k, v, attn_mask=mask)
+        grads = torch.autograd.grad(out.square().sum(), (q, k, v))
+        results.append((out, *grads))
+    for cpu, other in zip(*results):
+        torch.testing.assert_close(cpu, other)
+    reference = torch.nn.functional.scaled_dot_product_attention(
+        q, k.repeat_interleave(2, dim=1), v.repeat_interleave(2, dim=1), attn_mask=mask)
+    torch.testing.assert_close(results[0][0], reference)
+
+
 def test_packed_mask_by_hand():
     """Two rows of 3 and 1 tokens after a 2-token shared prefix: each query sees the prefix and
     its own row's tokens up to itself; a window of 2 keeps the last 2 positions only."""
