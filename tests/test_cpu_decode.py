@@ -1,5 +1,6 @@
 """framework.hardware.cpu_decode: thin linear products while sampling on a CPU run as
-(W @ x^T)^T where that was timed faster, with F.linear's numbers; training is left alone."""
+(W @ x^T)^T where that was timed faster, with F.linear's numbers; training is left alone; token
+draws by inverse CDF follow the distribution torch.multinomial draws from."""
 
 from __future__ import annotations
 
@@ -32,17 +33,17 @@ def test_streamed_linear_gives_f_linear_numbers_and_leaves_training_alone(calls)
     thin, long = torch.randn(4, 1, 24), torch.randn(4, 20, 24)
     with torch.no_grad():
         expected = layer(thin), layer(long)
-        with cpu_decode.StreamedLinear():
+        with cpu_decode.CpuDecoding():
             got = layer(thin), layer(long)
     torch.testing.assert_close(got[0], expected[0], rtol=0, atol=1e-6)
     assert torch.equal(got[1], expected[1])
     assert calls == [(4, 1, 24)]  # 80 rows: the usual form
-    with torch.no_grad(), cpu_decode.StreamedLinear():  # arguments by name
+    with torch.no_grad(), cpu_decode.CpuDecoding():  # arguments by name
         named = F.linear(input=thin, weight=layer.weight, bias=layer.bias)
     torch.testing.assert_close(named, expected[0], rtol=0, atol=1e-6)
     assert calls == [(4, 1, 24)] * 2
 
-    with cpu_decode.StreamedLinear():
+    with cpu_decode.CpuDecoding():
         out = layer(thin)  # autograd on: untouched, gradients as usual
     out.sum().backward()
     assert calls == [(4, 1, 24)] * 2 and layer.weight.grad is not None
@@ -83,9 +84,9 @@ def test_the_decision_is_timed_once_and_only_for_a_few_rows_on_a_cpu(monkeypatch
     model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Linear(16, 64))
     for rows in (8, 8, 1, 64):
         with cpu_decode.decoding(model, rows):
-            active = isinstance(torch.overrides._get_current_function_mode(),
-                                cpu_decode.StreamedLinear)
-        assert active == (rows == 8)
+            mode = torch.overrides._get_current_function_mode()
+        assert isinstance(mode, cpu_decode.CpuDecoding)  # token draws on a CPU: always
+        assert mode.streamed_linear == (rows == 8)
     assert timed == [8]  # cached; 1 row and 64 rows never timed
 
 
@@ -115,3 +116,41 @@ def test_timing_leaves_the_global_rng_alone():
     torch.manual_seed(0)
     cpu_decode.faster(torch.randn(64, 16, generator=torch.Generator()), rows=8, repeats=1)
     assert torch.equal(torch.rand(3), expected)
+
+
+@pytest.mark.parametrize("weights", [[0.1, 0.0, 0.6, 0.3], [1.0, 0.0, 6.0, 3.0]])
+def test_inverse_cdf_draws_from_the_multinomial_distribution(weights):
+    """20000 seeded draws (normalized or not): each token's share within 0.015 of its
+    probability, a zero-weight token never; the same seed draws the same tokens."""
+    probs = torch.tensor(weights).expand(20000, 4)
+    torch.manual_seed(0)
+    with cpu_decode.CpuDecoding(streamed_linear=False):
+        drawn = torch.multinomial(probs, num_samples=1)
+    assert drawn.shape == (20000, 1) and drawn.dtype == torch.long
+    shares = torch.bincount(drawn.flatten(), minlength=4).double() / 20000
+    torch.testing.assert_close(shares, torch.tensor([0.1, 0.0, 0.6, 0.3], dtype=torch.float64),
+                               rtol=0, atol=0.015)
+    assert shares[1] == 0
+    torch.manual_seed(0)
+    assert torch.equal(cpu_decode.inverse_cdf(probs), drawn)
+    one_row = cpu_decode.inverse_cdf(torch.tensor(weights))  # 1-d weights, as multinomial
+    assert one_row.shape == (1,) and int(one_row) != 1
+
+
+def test_inverse_cdf_never_picks_zero_weight_tokens_at_the_ends(monkeypatch):
+    """Uniforms at 0 and at 1 (rounding can carry u * total up to the total) land on the first
+    and the last token with weight."""
+    probs = torch.tensor([[0.0, 0.5, 0.5, 0.0]] * 2)
+    monkeypatch.setattr(torch, "rand", lambda shape, **kw: torch.tensor(
+        [[0.0], [1.0]], dtype=kw["dtype"]))
+    assert cpu_decode.inverse_cdf(probs).flatten().tolist() == [1, 2]
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -0.1])
+def test_invalid_probabilities_still_raise_multinomials_error(bad):
+    probs = torch.tensor([[0.2, bad, 0.5]])
+    assert cpu_decode.inverse_cdf(probs) is None
+    with cpu_decode.CpuDecoding(), pytest.raises(RuntimeError, match="inf.*nan|element < 0"):
+        torch.multinomial(probs, 1)
+    with cpu_decode.CpuDecoding(), pytest.raises(RuntimeError, match="sum"):
+        torch.multinomial(torch.zeros(1, 3), 1)

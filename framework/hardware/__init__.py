@@ -6,7 +6,7 @@ accelerate_args.py a profile as `accelerate launch` arguments and Accelerator kw
 distributed.py     rank, shard/gather/broadcast for stage code; per-rank diagnostics
 large_models.py    the adapter a profile picks for models too large to fine-tune fully
 cpu_allocator.py   keep freed memory for reuse when training on a CPU (glibc)
-cpu_decode.py      the faster form of thin linear products while sampling on a CPU
+cpu_decode.py      faster thin linear products and token draws while sampling on a CPU
 """
 
 from framework.hardware.config import (
