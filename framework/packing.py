@@ -34,8 +34,8 @@ from dataclasses import dataclass
 import torch
 from transformers import AttentionInterface, PreTrainedModel
 from transformers.integrations.sdpa_attention import repeat_kv
-from transformers.utils.import_utils import is_torch_greater_or_equal
 from transformers.masking_utils import AttentionMaskInterface
+from transformers.utils.import_utils import is_torch_greater_or_equal
 
 ATTENTION = "packed_rows"
 
