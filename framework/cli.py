@@ -33,9 +33,9 @@ def _run(cfg) -> None:
     from hydra.core.hydra_config import HydraConfig
 
     from framework.errors import FrameworkError, TrainingInterrupted
-    from framework.pipeline.redact import install_log_redaction, redact_yaml_file
+    from framework.common.redact import install_log_redaction, redact_yaml_file
     from framework.pipeline.runner import run_pipeline
-    from framework.pipeline.signals import signal_number
+    from framework.common.signals import signal_number
 
     hydra_cfg = HydraConfig.get()
     recipe = hydra_cfg.runtime.choices.get("recipe") or "custom"
@@ -66,7 +66,7 @@ def resume_command(run_dir: Path) -> str:
     """This command, pinned to this run directory (Hydra would otherwise pick a new one)."""
     import shlex
 
-    from framework.pipeline.redact import redact_text
+    from framework.common.redact import redact_text
 
     args = sys.argv[1:]
     multirun = "-m" in args or "--multirun" in args

@@ -8,7 +8,7 @@ copy of queries, keys and values (a few percent of the compute), through an atte
 implementation registered with transformers ("packed_rows") that a pass selects for its duration.
 A rollout pass reads the outputs before each response token, so each row's last token, whose
 output nothing reads, is left out (`PackedRows.of`); a reward model's pass reads each row's last
-token (`PackedRows.last_tokens`, used by framework_plugins/rewards/reward_model.py).
+token (`PackedRows.last_tokens`, used by framework_plugins/reward_sources/reward_model.py).
 
 A prompt prefix shared by every row (a chat template's system block) is packed once, at the
 start of the sequence, and every row's queries attend to it as well as to their own tokens; each
@@ -209,7 +209,7 @@ def transformer(model) -> PreTrainedModel | None:
     """The transformers model doing the work: unwrapped from DDP, a critic's backbone."""
     model = getattr(model, "module", model)
     if not isinstance(model, PreTrainedModel):
-        model = getattr(model, "backbone", None)  # the critics of framework_plugins.ppo
+        model = getattr(model, "backbone", None)  # the critics of framework_plugins.optimizers.ppo
     return model if isinstance(model, PreTrainedModel) else None
 
 

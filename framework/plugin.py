@@ -44,7 +44,10 @@ def parse_dataclass(schema: type, node: Any, where: str):
         return OmegaConf.to_object(merged)
     except OmegaConfBaseException as exc:
         key = getattr(exc, "full_key", None) or ""
-        fields = ", ".join(f.name for f in dataclasses.fields(schema)) or "none"
+        # the node the bad key is in: a nested dataclass (e.g. a plugin spec) lists its own keys
+        owner = getattr(exc, "object_type", None)
+        owner = owner if dataclasses.is_dataclass(owner) else schema
+        fields = ", ".join(f.name for f in dataclasses.fields(owner)) or "none"
         msg = str(exc).split("\n")[0]
         raise ConfigError(
             f"{where}{'.' + key if key else ''}: {msg}. Valid keys: "
@@ -56,6 +59,7 @@ def check_plugin_class(kind: str, base: type):
     """A registry check: the class implements `base`'s abstract methods and declares a schema."""
 
     def check(name: str, cls: type, source: str) -> None:
+        from framework.artifacts import kind_problems
         from framework.errors import PluginError
 
         where = f"The {kind} plugin {name!r} from {source}"
@@ -64,5 +68,11 @@ def check_plugin_class(kind: str, base: type):
             raise PluginError(f"{where} does not implement {', '.join(missing)} of {base.__name__}.")
         if not dataclasses.is_dataclass(cls.Config):
             raise PluginError(f"{where}: its Config must be a dataclass, got {cls.Config!r}.")
+        declared = [(f"input {port!r}", k) for port, spec in getattr(cls, "inputs", {}).items()
+                    for k in spec.kinds]
+        declared += [(f"output {out!r}", k) for out, k in getattr(cls, "outputs", {}).items()]
+        problems = [p for what, k in declared for p in kind_problems([k], f"{where}: its {what}")]
+        if problems:
+            raise PluginError(problems[0])
 
     return check

@@ -1,5 +1,7 @@
 """The registries of the plugin kinds the framework knows."""
 
+from typing import Any, Callable
+
 from framework.optimizer import Optimizer
 from framework.plugin import check_plugin_class
 from framework.registry import Registry
@@ -16,4 +18,19 @@ optimizers: Registry[Optimizer] = Registry(
     "optimizer", "framework.optimizers", Optimizer, check_plugin_class("optimizer", Optimizer)
 )
 
-ALL = {"stages": stages, "reward_sources": reward_sources, "optimizers": optimizers}
+
+
+def _check_function(name: str, obj: Any, source: str) -> None:
+    from framework.errors import PluginError
+
+    if not callable(obj) or isinstance(obj, type):
+        raise PluginError(f"The reward function {name!r} from {source} is {obj!r}, not a "
+                          f"function f(prompt, response) -> float.")
+
+
+# Functions the `function` reward source can name by a short name instead of a module path.
+reward_functions: Registry[Callable] = Registry("reward function", "framework.reward_functions",
+                                                check=_check_function)
+
+ALL = {"stages": stages, "reward_sources": reward_sources, "optimizers": optimizers,
+       "reward_functions": reward_functions}

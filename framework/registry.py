@@ -4,7 +4,7 @@ First-party and third-party plugins register the same way: an entry point in the
 `framework.<kind>` of some installed distribution, e.g. in pyproject.toml::
 
     [project.entry-points."framework.stages"]
-    sft = "framework_plugins.sft:SFTStage"
+    sft = "framework_plugins.stages.sft:SFTStage"
 
 Entry points are only imported on first `get()`, so listing plugins imports no heavy backend.
 Plugins may also be registered directly (`registry.register(name, cls)`), e.g. in tests.
@@ -24,6 +24,7 @@ from framework.errors import PluginError
 T = TypeVar("T")
 # "package.module:Class" (dotted identifiers on both sides): what a config may name explicitly.
 MODULE_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+
 
 @dataclass
 class Entry:
@@ -51,7 +52,8 @@ class Registry(Generic[T]):
         """Register `obj` under `name`; usable as a decorator when `obj` is omitted."""
 
         def add(target):
-            self._add(Entry(name, f"{target.__module__}:{target.__qualname__}", source, None))
+            label = getattr(target, "__qualname__", None) or type(target).__qualname__
+            self._add(Entry(name, f"{getattr(target, '__module__', '?')}:{label}", source, None))
             self._entries[name].loaded = self._validated(name, target, source)
             return target
 

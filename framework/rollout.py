@@ -2,7 +2,7 @@
 
 A batch is laid out as `[left-padded prompt | response | padding after the EOS]`. Everything an
 RL update needs is a tensor over the response columns. Used by PPO
-(framework_plugins/ppo/) and by the RL stage's before/after evaluation.
+(framework_plugins/optimizers/ppo/) and by the RL stage's before/after evaluation.
 """
 
 from __future__ import annotations

@@ -166,9 +166,11 @@ def test_compute_dtype_follows_adapter_then_hardware_then_model():
     qlora = AdapterConfig(kind="qlora")
     assert compute_dtype(qlora, ModelConfig(dtype="float16")) == "float16"
     assert compute_dtype(qlora, ModelConfig(dtype="auto")) == "float32"
-    gpu_bf16 = OmegaConf.create({"use_cpu": False, "mixed_precision": "bf16"})
+    from framework.hardware.config import HardwareConfig
+
+    gpu_bf16 = HardwareConfig(use_cpu=False, mixed_precision="bf16")
     assert compute_dtype(qlora, ModelConfig(), gpu_bf16) == "bfloat16"
-    assert compute_dtype(qlora, ModelConfig(), {"mixed_precision": "no"}) == "float32"
+    assert compute_dtype(qlora, ModelConfig(), HardwareConfig(mixed_precision="no")) == "float32"
     assert compute_dtype(AdapterConfig(kind="qlora", compute_dtype="fp16"), ModelConfig(),
                          gpu_bf16) == "float16"
 

@@ -137,7 +137,7 @@ def tokenizer():
 
 @pytest.mark.parametrize("on_bad_row", ["error", "skip"])
 def test_example_longer_than_max_length(tmp_path, tokenizer, on_bad_row):
-    from framework_plugins.sft.stage import check_lengths
+    from framework_plugins.stages.sft.stage import check_lengths
 
     long_prompt = " ".join(["word"] * 60)
     path = tmp_path / "demos.jsonl"
@@ -161,7 +161,7 @@ def test_example_longer_than_max_length(tmp_path, tokenizer, on_bad_row):
 @pytest.mark.parametrize("on_bad_row", ["error", "skip"])
 def test_response_that_max_length_would_cut(tmp_path, tokenizer, on_bad_row):
     """The prompt fits but prompt + response does not: TRL would cut the response silently."""
-    from framework_plugins.sft.stage import check_lengths, full_length
+    from framework_plugins.stages.sft.stage import check_lengths, full_length
 
     long_answer = " ".join(["word"] * 60)
     path = tmp_path / "demos.jsonl"
@@ -194,7 +194,7 @@ def test_response_that_max_length_would_cut(tmp_path, tokenizer, on_bad_row):
 def test_prompt_longer_than_max_prompt_length(tmp_path, tokenizer, on_bad_row):
     from framework.data.config import data_artifact
     from framework.data.report import DataReport
-    from framework_plugins.ppo.data import check_prompt_lengths, load_prompts
+    from framework_plugins.optimizers.ppo.data import check_prompt_lengths, load_prompts
 
     path = tmp_path / "prompts.jsonl"
     path.write_bytes(line({"prompt": "Hi?"}) + line({"prompt": " ".join(["word"] * 80)})
@@ -220,7 +220,7 @@ def test_prompt_longer_than_max_prompt_length(tmp_path, tokenizer, on_bad_row):
 def test_over_long_pairs_are_skipped_with_their_prompt_group():
     import datasets
 
-    from framework_plugins.reward_model.stage import _check_nothing_dropped
+    from framework_plugins.stages.reward_model.stage import _check_nothing_dropped
 
     pairs = datasets.Dataset.from_dict({"group": [0, 0, 2, 3]})
     prepared = pairs.select([0, 2, 3])  # TRL dropped the second pair of row 0's prompt

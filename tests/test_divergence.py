@@ -16,10 +16,10 @@ from framework.errors import ConfigError, TrainingDiverged
 from framework.models import ModelConfig, load_tokenizer
 from framework.reward_source import RewardSource
 from framework.stage import StageContext
-from framework_plugins.ppo import checkpoint
-from framework_plugins.ppo.config import PPOConfig
-from framework_plugins.ppo.data import make_prompt
-from framework_plugins.ppo.trainer import PPOTrainer
+from framework_plugins.optimizers.ppo import checkpoint
+from framework_plugins.optimizers.ppo.config import PPOConfig
+from framework_plugins.optimizers.ppo.data import make_prompt
+from framework_plugins.optimizers.ppo.trainer import PPOInputs, PPOTrainer
 
 TOPICS = ["cats", "dogs", "rain", "the sea"]
 
@@ -32,7 +32,7 @@ def test_sft_loss_going_nan_stops_before_saving_the_bad_state(tmp_path, tiny_mod
 
     from framework.data import DataSourceConfig
     from framework.data.config import data_artifact
-    from framework_plugins.sft import SFTStage, SFTStageConfig
+    from framework_plugins.stages.sft import SFTStage, SFTStageConfig
 
     original = SFTTrainer.compute_loss
 
@@ -84,10 +84,10 @@ def trainer(tmp_path, model_dir, reward, **config) -> PPOTrainer:
     settings = dict(steps=4, batch_size=4, num_minibatches=1, ppo_epochs=1, max_new_tokens=4,
                     save_every=1, sample_every=0, learning_rate=1e-4)
     return PPOTrainer(
-        PPOConfig(**{**settings, **config}), policy_path=str(model_dir),
+        PPOConfig(**{**settings, **config}), PPOInputs(policy_path=str(model_dir),
         tokenizer=load_tokenizer(str(model_dir)),
         prompts=[make_prompt(f"Tell me about {t}.", "test") for t in TOPICS],
-        reward=reward, output_dir=tmp_path, seed=0)
+        reward=reward, output_dir=tmp_path, seed=0))
 
 
 def test_ppo_nan_reward_names_step_prompts_and_keeps_the_last_good_checkpoint(tmp_path, tiny_model_dir):
@@ -153,7 +153,7 @@ def test_max_kl_must_be_positive():
     assert PPOConfig(max_kl=0.0).problems() == [
         "max_kl=0.0: must be > 0 nats per response, or null to turn the bound off."]
     assert PPOConfig(max_kl=None).problems() == []
-    from framework_plugins.ppo import validate
+    from framework_plugins.optimizers.ppo import validate
 
     with pytest.raises(ConfigError, match=r"stages\.rl\.params\.optimizer\.params\.max_kl=-1"):
         validate(PPOConfig(max_kl=-1.0), "stages.rl.params.optimizer.params")
@@ -167,7 +167,7 @@ def test_ppo_clip_gradients_returns_the_norm_before_clipping(tmp_path, max_grad_
 
     from accelerate import Accelerator
 
-    from framework_plugins.ppo import guards
+    from framework_plugins.optimizers.ppo import guards
 
     a, b = torch.nn.Parameter(torch.zeros(2)), torch.nn.Parameter(torch.zeros(1))
     a.grad, b.grad = torch.tensor([3.0, 0.0]), torch.tensor([4.0])

@@ -33,7 +33,7 @@ from framework.memory.estimate import (
     layer_activation_bytes_per_token,
 )
 from framework.memory.specs import GIB, UnplannedStage
-from framework.memory.workloads import TRL_DEFAULTS, stage_workloads
+from framework.memory.command import stage_workloads
 
 # A made-up shape: h=8, i=16, H=2 heads of d=4, 1 kv head (kv=4), V=32, untied, gated MLP.
 TINY = ModelShape(layers=2, hidden=8, intermediate=16, heads=2, kv_heads=1, vocab=32)
@@ -153,7 +153,8 @@ def test_sharding_divisors_by_hand():
 
 def test_reward_model_stacks_chosen_and_rejected_and_has_no_vocab_logits():
     hw = HardwareSpec(dtype="fp32", overhead_gb=0)
-    wl = TrainWorkload("rm", "reward_model", batch_size=3, max_length=4, gradient_checkpointing=False)
+    wl = TrainWorkload("rm", "reward_model", batch_size=3, max_length=4, gradient_checkpointing=False,
+                       sequences_per_row=2, causal_lm=False)
     est = estimate_training(TINY, AdapterSpec(), hw, wl)
     parts = bytes_of(est)
     assert "logits" not in parts
@@ -275,11 +276,14 @@ def test_model_shape_from_transformers_configs():
 
 
 def test_trl_defaults_match_the_installed_trl():
-    from trl import RewardConfig, SFTConfig
+    import trl
 
-    for kind, cls in (("sft", SFTConfig), ("reward_model", RewardConfig)):
-        defaults = {f.name: f.default for f in dataclasses.fields(cls)}
-        assert {k: defaults[k] for k in TRL_DEFAULTS[kind]} == TRL_DEFAULTS[kind]
+    from framework_plugins.stages.reward_model import RewardModelStage
+    from framework_plugins.stages.sft import SFTStage
+
+    for stage in (SFTStage, RewardModelStage):
+        defaults = {f.name: f.default for f in dataclasses.fields(getattr(trl, stage.trl_config))}
+        assert {k: defaults[k] for k in stage.planner_defaults} == stage.planner_defaults
 
 
 def compose(*overrides):
@@ -301,14 +305,41 @@ def test_workloads_read_from_instructgpt():
 def test_overrides_reach_the_workloads():
     cfg = compose("+recipe=instructgpt", "stages.sft.params.args.max_length=512",
                   "stages.rl.params.optimizer.params.ptx_coef=0",
-                  "stages.rl.params.reward.name=function")
+                  "stages.rl.params.reward.name=function", "~stages.rl.params.reward.params",
+                  "+stages.rl.params.reward.params.function=framework.data.builtin.labeler:score")
     sft, _, rl = stage_workloads(cfg)
     assert sft.max_length == 512 and rl.ptx_batch_size == 0 and not rl.reward_model
 
 
 def test_stage_without_a_memory_model_is_reported():
-    cfg = OmegaConf.create({"stages": {"f": {"plugin": "length_filter", "params": {}}}})
-    assert stage_workloads(cfg) == [UnplannedStage("f", "length_filter", stage_workloads(cfg)[0].reason)]
+    from framework import plugins
+    from fake_stages import UsePrompts
+
+    plugins.stages.register("no_memory_model", UsePrompts)
+    try:
+        cfg = OmegaConf.create({"stages": {"f": {"plugin": "no_memory_model", "params": {}}}})
+        assert stage_workloads(cfg) == [UnplannedStage("f", "no_memory_model",
+                                                       stage_workloads(cfg)[0].reason)]
+    finally:
+        plugins.stages.unregister("no_memory_model")
+
+
+def test_a_plugin_stage_describes_its_own_workload():
+    """The planner knows no plugin by name: a stage it has never seen is planned through the
+    Stage.memory_workload hook."""
+    from framework import plugins
+    from fake_stages import UsePrompts
+
+    class Trains(UsePrompts):
+        def memory_workload(self, name, hardware=None):
+            return TrainWorkload(name, "", batch_size=3, max_length=40)
+
+    plugins.stages.register("trains", Trains)
+    try:
+        cfg = OmegaConf.create({"stages": {"t": {"plugin": "trains", "params": {}}}})
+        assert stage_workloads(cfg) == [TrainWorkload("t", "trains", 3, 40)]
+    finally:
+        plugins.stages.unregister("trains")
 
 
 def test_smollm2_full_fine_tuning_plan_fits_on_24_gb(capsys):

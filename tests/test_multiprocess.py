@@ -17,7 +17,7 @@ import sys
 
 import pytest
 
-from framework.hardware.distributed import RECORDS_ENV, weights_digest
+from framework.common.distributed import RECORDS_ENV, weights_digest
 
 STAGES = ("sft", "reward_model", "rl")
 TINY = [

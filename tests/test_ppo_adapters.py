@@ -16,10 +16,10 @@ from framework.artifacts import MODEL
 from framework.models import ModelConfig, load_tokenizer
 from framework.models.adapter_models import CAUSAL_LM, load_for_training, load_merged
 from framework.models.adapters import AdapterConfig
-from framework_plugins.ppo import PPOOptimizer
-from framework_plugins.ppo.config import PPOConfig
-from framework_plugins.ppo.data import make_prompt
-from framework_plugins.ppo.trainer import PPOTrainer
+from framework_plugins.optimizers.ppo import PPOOptimizer
+from framework_plugins.optimizers.ppo.config import PPOConfig
+from framework_plugins.optimizers.ppo.data import make_prompt
+from framework_plugins.optimizers.ppo.trainer import PPOInputs, PPOTrainer
 from test_ppo_training import SMALL, TOPICS, Repetition, _job
 
 pytest.importorskip("peft")
@@ -74,10 +74,10 @@ def test_reference_log_probs_come_from_the_base_with_adapters_off(kind, tiny_mod
     its log-probs equal those of a base loaded separately (quantized the same way for qlora)."""
     tokenizer = load_tokenizer(str(tiny_model_dir))
     trainer = PPOTrainer(
-        config(2), policy_path=str(tiny_model_dir), tokenizer=tokenizer,
+        config(2), PPOInputs(policy_path=str(tiny_model_dir), tokenizer=tokenizer,
         prompts=[make_prompt(f"Tell me about {t}.", "test") for t in TOPICS],
         reward=Repetition(tokenizer), output_dir=tmp_path, seed=0, adapter=adapter(kind),
-        model_cfg=ModelConfig())
+        model=ModelConfig()))
     assert trainer.reference is None  # no second copy of the weights
     trainer.train()
     batch = trainer.make_experience()["rollout"]
@@ -98,10 +98,10 @@ def test_one_update_moves_the_adapter_policy_towards_positive_advantages(tiny_mo
     cfg = PPOConfig(steps=1, batch_size=8, num_minibatches=1, ppo_epochs=1, max_new_tokens=8,
                     temperature=0.2, learning_rate=1e-3, save_every=0, sample_every=0)
     trainer = PPOTrainer(
-        cfg, policy_path=str(tiny_model_dir), tokenizer=tokenizer,
+        cfg, PPOInputs(policy_path=str(tiny_model_dir), tokenizer=tokenizer,
         prompts=[make_prompt(f"Say something about {t}.", "test") for t in TOPICS],
         reward=Repetition(tokenizer), output_dir=tmp_path, seed=0, adapter=adapter("lora"),
-        model_cfg=ModelConfig())
+        model=ModelConfig()))
     frozen = {n: p.detach().clone() for n, p in trainer.shared.named_parameters()
               if not p.requires_grad}
     exp = trainer.make_experience()

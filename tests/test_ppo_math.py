@@ -6,11 +6,11 @@ import pytest
 import torch
 
 from framework.errors import ConfigError
-from framework_plugins.ppo import PPOOptimizer
-from framework_plugins.ppo import functional as F
-from framework_plugins.ppo.config import PPOConfig
-from framework_plugins.ppo.data import SeededOrder, make_prompt
-from framework_plugins.ppo.kl_control import AdaptiveKLController, FixedKLController
+from framework_plugins.optimizers.ppo import PPOOptimizer
+from framework_plugins.optimizers.ppo import functional as F
+from framework_plugins.optimizers.ppo.config import PPOConfig
+from framework_plugins.optimizers.ppo.data import SeededOrder, make_prompt
+from framework_plugins.optimizers.ppo.kl_control import AdaptiveKLController, FixedKLController
 from framework.rollout import apply_missing_eos_penalty, truncate_at_eos
 
 

@@ -1,4 +1,4 @@
-"""PPO's shared frozen base (plugins/ppo/shared_base.py): the reference is the base with adapters
+"""PPO's shared frozen base (plugins/optimizers/ppo/shared_base.py): the reference is the base with adapters
 off, policy and value adapters train side by side without touching the base or each other."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from framework import rollout as R
 from framework.models import ModelConfig
 from framework.models.adapter_models import CAUSAL_LM, load_for_training
 from framework.models.adapters import AdapterConfig
-from framework_plugins.ppo.shared_base import (
+from framework_plugins.optimizers.ppo.shared_base import (
     POLICY,
     VALUE,
     SharedValueModel,

@@ -13,11 +13,11 @@ from framework.errors import ConfigError
 from framework.models import ModelConfig, load_tokenizer
 from framework.optimizer import PolicyTrainingJob
 from framework.reward_source import RewardSource
-from framework_plugins.ppo import PPOOptimizer
-from framework_plugins.ppo.config import PPOConfig
-from framework_plugins.ppo.data import make_prompt
-from framework_plugins.ppo.trainer import PPOTrainer
-from framework_plugins.ppo.value_model import ValueModel
+from framework_plugins.optimizers.ppo import PPOOptimizer
+from framework_plugins.optimizers.ppo.config import PPOConfig
+from framework_plugins.optimizers.ppo.data import make_prompt
+from framework_plugins.optimizers.ppo.trainer import PPOInputs, PPOTrainer
+from framework_plugins.optimizers.ppo.value_model import ValueModel
 
 TOPICS = ["cats", "dogs", "rain", "the sea", "apples", "music", "bikes", "trees"]
 
@@ -52,10 +52,9 @@ def test_ppo_learns_to_raise_the_reward(tiny_model_dir, tmp_path):
         save_every=0, sample_every=0,
     )
     trainer = PPOTrainer(
-        config, policy_path=str(tiny_model_dir), tokenizer=tokenizer,
+        config, PPOInputs(policy_path=str(tiny_model_dir), tokenizer=tokenizer,
         prompts=[make_prompt(f"Say something about {t}.", "test") for t in TOPICS],
-        reward=Repetition(tokenizer), output_dir=tmp_path, seed=0,
-    )
+        reward=Repetition(tokenizer), output_dir=tmp_path, seed=0))
     trainer.train()
     scores = [h["score"] for h in trainer.history]
     first, last = sum(scores[:5]) / 5, sum(scores[-5:]) / 5

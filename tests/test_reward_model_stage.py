@@ -15,8 +15,8 @@ from framework.data import DataSourceConfig
 from framework.errors import ConfigError
 from framework.models import ModelConfig
 from framework.stage import StageContext
-from framework_plugins.reward_model import RewardModelStage
-from framework_plugins.reward_model.batching import GroupBatchSampler
+from framework_plugins.stages.reward_model import RewardModelStage
+from framework_plugins.stages.reward_model.batching import GroupBatchSampler
 
 # Group sizes of K=4 rankings (6 pairs), K=3 (3) and plain pairs (1), interleaved.
 GROUPS = [g for g, size in enumerate([6, 3, 1, 6, 1, 1, 3, 6, 3, 1, 1, 6]) for _ in range(size)]

@@ -7,7 +7,7 @@ import torch
 
 from framework.artifacts import MODEL, REWARD_MODEL, Artifact
 from framework.errors import ConfigError, DataError, FrameworkError
-from framework_plugins.rewards.reward_model import RewardModelReward
+from framework_plugins.reward_sources.reward_model import RewardModelReward
 
 SYSTEM = {"role": "system", "content": "Be brief."}
 PROMPTS = ["What is 2 + 2?", "Name a colour.", "Write a haiku about the sea, please.", "Hi"]
@@ -34,7 +34,7 @@ def rm_dir(tiny_model_dir, tmp_path_factory):
 def source(rm_dir, where="stages.rl.reward.params", **params) -> RewardModelReward:
     src = RewardModelReward(RewardModelReward.parse_config(params, where))
     src.check(where)
-    src.setup({"model": Artifact(REWARD_MODEL, str(rm_dir))}, device="cpu")
+    src.setup({"reward_model": Artifact(REWARD_MODEL, str(rm_dir))}, device="cpu")
     return src
 
 
@@ -135,7 +135,7 @@ def test_registered_source_parses_its_config_by_name(rm_dir):
         reward_sources.register("reward_model", RewardModelReward)
     try:
         cls = reward_sources.get("reward_model")
-        assert cls is RewardModelReward and cls.inputs["model"].kinds == (REWARD_MODEL,)
+        assert cls is RewardModelReward and cls.inputs["reward_model"].kinds == (REWARD_MODEL,)
         assert cls.parse_config({"batch_size": 4}, "reward").batch_size == 4
         with pytest.raises(ConfigError, match=r"^reward\.batch_sise: .*Valid keys: batch_size"):
             cls.parse_config({"batch_sise": 4}, "reward")
@@ -179,7 +179,7 @@ def test_setup_errors_name_the_input(rm_dir, tiny_model_dir):
     src = RewardModelReward(RewardModelReward.Config())
     with pytest.raises(FrameworkError, match=r"^reward: score\(\) before setup\(\)"):
         src.score(PROMPTS, RESPONSES)
-    with pytest.raises(ConfigError, match=r"^reward: the reward_model source needs its `model` input"):
+    with pytest.raises(ConfigError, match=r"^reward: the reward_model source needs its `reward_model` input"):
         src.setup({}, device="cpu")
-    with pytest.raises(ConfigError, match=r"^reward\.inputs\.model: .* has num_labels=2 .* wire the reward-model stage"):
-        src.setup({"model": Artifact(MODEL, str(tiny_model_dir))}, device="cpu")
+    with pytest.raises(ConfigError, match=r"^reward\.inputs\.reward_model: .* has num_labels=2 .* wire the reward-model stage"):
+        src.setup({"reward_model": Artifact(MODEL, str(tiny_model_dir))}, device="cpu")

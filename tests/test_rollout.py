@@ -12,7 +12,7 @@ from transformers import AutoModelForCausalLM
 
 from framework import packing, rollout
 from framework.models import load_tokenizer
-from framework_plugins.ppo.value_model import ValueModel
+from framework_plugins.optimizers.ppo.value_model import ValueModel
 
 PROMPTS = ["Explain why the sky is blue.", "Hi", "Write a poem about the sea and the wind."]
 
@@ -157,9 +157,9 @@ def test_ppo_first_micro_batch_reuses_the_rollout_pass_exactly(tiny_model_dir, t
                                                                accumulation):
     """make_experience keeps the graph of the first micro-batch's policy and value pass; the
     loss and gradients from it equal those of a fresh pass on the same rows."""
-    from framework_plugins.ppo.config import PPOConfig
-    from framework_plugins.ppo.data import make_prompt
-    from framework_plugins.ppo.trainer import PPOTrainer
+    from framework_plugins.optimizers.ppo.config import PPOConfig
+    from framework_plugins.optimizers.ppo.data import make_prompt
+    from framework_plugins.optimizers.ppo.trainer import PPOInputs, PPOTrainer
     from framework.reward_source import RewardSource
 
     class Length(RewardSource):
@@ -169,10 +169,9 @@ def test_ppo_first_micro_batch_reuses_the_rollout_pass_exactly(tiny_model_dir, t
     config = PPOConfig(steps=1, batch_size=4, num_minibatches=1, ppo_epochs=1, max_new_tokens=6,
                        gradient_accumulation_steps=accumulation, save_every=0, sample_every=0)
     trainer = PPOTrainer(
-        config, policy_path=str(tiny_model_dir), tokenizer=load_tokenizer(str(tiny_model_dir)),
+        config, PPOInputs(policy_path=str(tiny_model_dir), tokenizer=load_tokenizer(str(tiny_model_dir)),
         prompts=[make_prompt(p, "test") for p in PROMPTS + ["Name a colour."]],
-        reward=Length(None), output_dir=tmp_path, seed=0,
-    )
+        reward=Length(None), output_dir=tmp_path, seed=0))
     exp = trainer.make_experience()
     rows = exp["order"][: config.minibatch_size // accumulation]
     params = [*trainer.policy.parameters(), *trainer.value.parameters()]

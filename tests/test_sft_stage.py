@@ -14,8 +14,8 @@ from framework.artifacts import MODEL, Artifact
 from framework.errors import ConfigError, DataError
 from framework.models import ModelConfig, load_tokenizer
 from framework.stage import StageContext
-from framework_plugins.sft import SFTStage, SFTStageConfig
-from framework_plugins.sft.stage import build_trainer
+from framework_plugins.stages.sft import SFTStage, SFTStageConfig
+from framework_plugins.stages.sft.stage import build_trainer
 
 FAST = {"gradient_checkpointing": False, "per_device_train_batch_size": 4, "logging_steps": 1}
 PAIRS = [("Capital of France?", "Paris."), ("Two plus two?", "Four.")]

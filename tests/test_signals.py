@@ -11,7 +11,7 @@ import signal
 import pytest
 
 import pipeline_runs as runs
-from framework.pipeline import signals
+from framework.common import signals
 
 
 def test_handlers_set_a_flag_and_are_restored():

@@ -18,7 +18,7 @@ import torch
 from framework import plugins
 from framework.errors import ConfigError, FrameworkError, PluginError
 from framework.models import ModelConfig, load_kwargs, load_pretrained, trusts_remote_code
-from framework.pipeline.redact import REDACTED, is_secret_key, redact, redacted_config
+from framework.common.redact import REDACTED, is_secret_key, redact, redacted_config
 from framework.stage import Stage, StageResult
 
 REPO = Path(__file__).resolve().parents[1]
@@ -82,7 +82,7 @@ def test_ppo_checkpoint_state_loads_without_arbitrary_pickles(tmp_path):
 
     import numpy as np
 
-    from framework_plugins.ppo import checkpoint
+    from framework_plugins.optimizers.ppo import checkpoint
 
     model = torch.nn.Linear(2, 1)
     optimizer = torch.optim.AdamW(model.parameters())
@@ -116,7 +116,7 @@ def test_plugins_come_from_entry_points_or_module_names_never_files(tmp_path):
             plugins.stages.get(name)
         assert "Unknown stage plugin" in str(err.value) or "not a 'package.module:Class'" in str(err.value)
     assert not (tmp_path / "ran").exists()  # nothing was imported from the file
-    from framework_plugins.rewards.function import resolve_function
+    from framework_plugins.reward_sources.function import resolve_function
 
     with pytest.raises(ConfigError, match="nor a 'package.module:function' path"):
         resolve_function(f"{evil}:score", "stages.rl.params.reward.params.function")

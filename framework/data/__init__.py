@@ -8,7 +8,9 @@ import importlib
 _EXPORTS = {
     "DataSourceConfig": "framework.data.config",
     "data_artifact": "framework.data.config",
-    "FORMATS": "framework.data.formats",
+    "DataFormat": "framework.data.formats",
+    "formats_of": "framework.data.formats",
+    "register_format": "framework.data.formats",
     "detect_format": "framework.data.formats",
     "row_error": "framework.data.formats",
     "to_prompt_completion": "framework.data.demonstrations",

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 from itertools import combinations
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import datasets
 
 from framework.artifacts import COMPARISONS
 from framework.data.config import DataSourceConfig
-from framework.data.formats import detect_format, row_error
+from framework.data.formats import detect_format, formats_of, row_error
 from framework.data.hh import split_hh_pair
 from framework.data.messages import (
     as_prompt,
@@ -26,7 +26,6 @@ from framework.data.messages import (
 )
 from framework.data.report import BadRows, SourceReport
 from framework.data.sources import load_examples
-from framework.errors import DataError
 
 
 def expand_ranking(responses_best_first: list) -> list[tuple[Any, Any]]:
@@ -49,14 +48,7 @@ def to_pairs(
     and `group` (the first row index holding the same prompt). A bad row raises, or is left
     out and reported when `bad_rows` says skip."""
     fmt = detect_format(COMPARISONS, fmt, rows.column_names, where)
-    parse = PARSERS.get(fmt)
-    if parse is None:
-        raise DataError(
-            f"{where}: the {fmt!r} comparison format is not supported yet. Convert the rows to "
-            f"`pairs` (prompt, chosen, rejected) or `ranking` (prompt, responses[, ranks])."
-        )
-    if fmt == "hh":
-        parse = _hh_or_pairs_row
+    parse = formats_of(COMPARISONS)[fmt].parser()
     bad_rows = bad_rows if bad_rows is not None else BadRows()
     columns: dict[str, list] = {"prompt": [], "chosen": [], "rejected": [], "group": []}
     first_row_of_prompt: dict[str, int] = {}
@@ -76,7 +68,7 @@ def to_pairs(
 ParsedRow = tuple[list[dict], list[tuple[str, str]]]
 
 
-def _pairs_row(row: dict, where: str, i: int) -> ParsedRow:
+def pairs_row(row: dict, where: str, i: int) -> ParsedRow:
     """`prompt`, `chosen`, `rejected` as strings or messages, or (implicit prompt) chosen and
     rejected as whole conversations that share everything but the last assistant message."""
     if "prompt" in row:
@@ -96,7 +88,7 @@ def _pairs_row(row: dict, where: str, i: int) -> ParsedRow:
     return prompt, [(chosen, rejected)]
 
 
-def _hh_row(row: dict, where: str, i: int) -> ParsedRow:
+def hh_row(row: dict, where: str, i: int) -> ParsedRow:
     """Anthropic HH-RLHF: `chosen` and `rejected` are whole "\n\nHuman: ...\n\nAssistant: ..."
     dialogues sharing everything but the last Assistant reply (the prompt)."""
     prompt, chosen, rejected = split_hh_pair(row["chosen"], row["rejected"], where, i)
@@ -104,15 +96,15 @@ def _hh_row(row: dict, where: str, i: int) -> ParsedRow:
     return prompt, [(chosen["content"], rejected["content"])]
 
 
-def _hh_or_pairs_row(row: dict, where: str, i: int) -> ParsedRow:
+def hh_or_pairs_row(row: dict, where: str, i: int) -> ParsedRow:
     """`hh` and the implicit-prompt `pairs` form share their columns; the type tells them apart,
     row by row: HH text ("\n\nHuman: ...") is a string, a conversation a list of messages."""
     if isinstance(row["chosen"], list):
-        return _pairs_row(row, where, i)
-    return _hh_row(row, where, i)
+        return pairs_row(row, where, i)
+    return hh_row(row, where, i)
 
 
-def _ranking_row(row: dict, where: str, i: int) -> ParsedRow:
+def ranking_row(row: dict, where: str, i: int) -> ParsedRow:
     """`prompt` and `responses` (K >= 2), best first unless `ranks` (1 = best) is given."""
     prompt = as_prompt(row["prompt"], where, i, "prompt")
     responses = row["responses"]
@@ -143,13 +135,6 @@ def _ranking_row(row: dict, where: str, i: int) -> ParsedRow:
             f"itself", "remove the duplicate response",
         )
     return prompt, expand_ranking(texts)
-
-
-PARSERS: dict[str, Callable[[dict, str, int], ParsedRow]] = {
-    "pairs": _pairs_row,
-    "ranking": _ranking_row,
-    "hh": _hh_row,
-}
 
 
 # ---------------------------------------------------------------------------- fields

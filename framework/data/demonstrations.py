@@ -7,12 +7,12 @@ loss then falls on the demonstrated response only, as in InstructGPT.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import datasets
 
 from framework.artifacts import DEMONSTRATIONS
-from framework.data.formats import detect_format, row_error
+from framework.data.formats import detect_format, formats_of, row_error
 from framework.data.hh import split_last_reply
 from framework.data.messages import as_prompt, check_alternation, check_messages, check_text
 from framework.data.report import BadRows
@@ -24,7 +24,7 @@ def to_prompt_completion(
     """Rows of any demonstration format -> columns `prompt` and `completion` (messages).
     A bad row raises, or is left out and reported when `bad_rows` says skip."""
     fmt = detect_format(DEMONSTRATIONS, fmt, rows.column_names, where)
-    parse = PARSERS[fmt]
+    parse = formats_of(DEMONSTRATIONS)[fmt].parser()
     bad_rows = bad_rows if bad_rows is not None else BadRows()
     prompts, completions = [], []
     for i, (prompt, response) in bad_rows.parsed(rows, lambda row, i: parse(row, where, i)):
@@ -34,7 +34,7 @@ def to_prompt_completion(
     return datasets.Dataset.from_dict({"prompt": prompts, "completion": completions})
 
 
-def _from_messages(row: dict, where: str, i: int) -> tuple[list[dict], str]:
+def from_messages(row: dict, where: str, i: int) -> tuple[list[dict], str]:
     messages = check_messages(row["messages"], where, i, "messages")
     check_alternation(messages, where, i, "messages")
     last = len(messages) - 1
@@ -47,7 +47,7 @@ def _from_messages(row: dict, where: str, i: int) -> tuple[list[dict], str]:
     return messages[:-1], messages[last]["content"]
 
 
-def _from_prompt_completion(row: dict, where: str, i: int) -> tuple[list[dict], str]:
+def from_prompt_completion(row: dict, where: str, i: int) -> tuple[list[dict], str]:
     prompt = as_prompt(row["prompt"], where, i, "prompt")
     completion = row["completion"]
     if isinstance(completion, list):
@@ -62,7 +62,7 @@ def _from_prompt_completion(row: dict, where: str, i: int) -> tuple[list[dict], 
     return prompt, check_text(completion, where, i, "completion")
 
 
-def _from_alpaca(row: dict, where: str, i: int) -> tuple[list[dict], str]:
+def from_alpaca(row: dict, where: str, i: int) -> tuple[list[dict], str]:
     return [alpaca_prompt(row, where, i)], check_text(row["output"], where, i, "output")
 
 
@@ -77,16 +77,8 @@ def alpaca_prompt(row: dict, where: str, i: int) -> dict:
     return {"role": "user", "content": content}
 
 
-def _from_hh(row: dict, where: str, i: int) -> tuple[list[dict], str]:
+def from_hh(row: dict, where: str, i: int) -> tuple[list[dict], str]:
     """Anthropic HH-RLHF: SFT on the `chosen` dialogue (HH text or messages), the loss on its
     last Assistant reply. `rejected` is not a demonstration and is not read."""
     prompt, reply = split_last_reply(row["chosen"], where, i, "chosen")
     return prompt, reply["content"]
-
-
-PARSERS: dict[str, Callable[[dict, str, int], tuple[list[dict], str]]] = {
-    "messages": _from_messages,
-    "prompt_completion": _from_prompt_completion,
-    "alpaca": _from_alpaca,
-    "hh": _from_hh,
-}

@@ -1,46 +1,106 @@
-"""The row formats each data kind accepts, in one place, and auto-detection from columns."""
+"""The row formats each data kind accepts, as an open registry, and auto-detection from columns.
+
+A format names the columns that identify it and a parser `(row, where, i) -> parsed row` whose
+result is the kind's parsed form (demonstrations: (prompt messages, response text); comparisons:
+(prompt messages, [(chosen, rejected), ...]); prompts: prompt messages; text: a string). A plugin
+package adds a format through the entry-point group `framework.data_formats`, named
+`KIND.FORMAT` and pointing at a `DataFormat`::
+
+    [project.entry-points."framework.data_formats"]
+    "demonstrations.qa" = "example_rlhf_plugin.formats:QA"
+"""
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+import importlib
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence, Union
 
 from framework.artifacts import COMPARISONS, DEMONSTRATIONS, PROMPTS, TEXT
 from framework.data.report import BadRowError
-from framework.errors import DataError
+from framework.errors import DataError, PluginError
+from framework.registry import Registry
 
 AUTO = "auto"
 
-# kind -> format -> the columns that identify it (the first format whose columns are all
-# present wins when `format: auto`, so more specific formats come first).
-FORMATS: dict[str, dict[str, tuple[str, ...]]] = {
-    DEMONSTRATIONS: {
-        "messages": ("messages",),
-        "prompt_completion": ("prompt", "completion"),
-        "alpaca": ("instruction", "output"),
-        "hh": ("chosen", "rejected"),  # Anthropic HH-RLHF: SFT on the chosen dialogue
-    },
-    COMPARISONS: {
-        "ranking": ("prompt", "responses"),
-        "pairs": ("prompt", "chosen", "rejected"),
-        # Anthropic HH-RLHF dialogue text; chosen/rejected as message lists are read as the
-        # implicit-prompt `pairs` form (comparisons.to_pairs tells them apart by type).
-        "hh": ("chosen", "rejected"),
-    },
-    PROMPTS: {
-        "prompt": ("prompt",),
-        "messages": ("messages",),
-        "alpaca": ("instruction",),
-        "hh": ("chosen", "rejected"),  # the chosen dialogue before its last Assistant reply
-    },
-    TEXT: {
-        "text": ("text",),
-    },
-}
+
+@dataclass(frozen=True)
+class DataFormat:
+    kind: str
+    name: str
+    columns: tuple[str, ...]  # all present: `format: auto` picks this format
+    # (row, where, i) -> the kind's parsed row; "module:function" is imported on first use
+    parse: Union[str, Callable[[dict, str, int], Any]]
+
+    def parser(self) -> Callable[[dict, str, int], Any]:
+        if callable(self.parse):
+            return self.parse
+        module, _, name = self.parse.partition(":")
+        return getattr(importlib.import_module(module), name)
+
+
+def _check_format(name: str, obj: Any, source: str) -> None:
+    if not isinstance(obj, DataFormat):
+        raise PluginError(f"The data format {name!r} from {source} is {obj!r}, not a "
+                          f"framework.data.formats.DataFormat.")
+    if name != f"{obj.kind}.{obj.name}":
+        raise PluginError(f"The data format registered as {name!r} by {source} is "
+                          f"{obj.kind}.{obj.name}; name its entry point KIND.FORMAT.")
+
+
+formats: Registry[DataFormat] = Registry("data format", "framework.data_formats",
+                                         check=_check_format)
+
+
+def register_format(fmt: DataFormat, source: str = "registered") -> DataFormat:
+    formats.register(f"{fmt.kind}.{fmt.name}", fmt, source=source)
+    return fmt
+
+
+# The built-in formats, most specific first within a kind (auto-detection takes the first whose
+# columns are all present).
+_DEMO, _CMP, _PROMPT = ("framework.data.demonstrations", "framework.data.comparisons",
+                        "framework.data.prompts")
+_BUILTIN_FORMATS = (
+    DataFormat(DEMONSTRATIONS, "messages", ("messages",), f"{_DEMO}:from_messages"),
+    DataFormat(DEMONSTRATIONS, "prompt_completion", ("prompt", "completion"),
+               f"{_DEMO}:from_prompt_completion"),
+    DataFormat(DEMONSTRATIONS, "alpaca", ("instruction", "output"), f"{_DEMO}:from_alpaca"),
+    # Anthropic HH-RLHF: SFT on the chosen dialogue
+    DataFormat(DEMONSTRATIONS, "hh", ("chosen", "rejected"), f"{_DEMO}:from_hh"),
+    DataFormat(COMPARISONS, "ranking", ("prompt", "responses"), f"{_CMP}:ranking_row"),
+    DataFormat(COMPARISONS, "pairs", ("prompt", "chosen", "rejected"), f"{_CMP}:pairs_row"),
+    # Anthropic HH-RLHF dialogue text; chosen/rejected as message lists are read as the
+    # implicit-prompt `pairs` form (comparisons.hh_or_pairs_row tells them apart by type).
+    DataFormat(COMPARISONS, "hh", ("chosen", "rejected"), f"{_CMP}:hh_or_pairs_row"),
+    DataFormat(PROMPTS, "prompt", ("prompt",), f"{_PROMPT}:from_prompt"),
+    DataFormat(PROMPTS, "messages", ("messages",), f"{_PROMPT}:from_messages"),
+    DataFormat(PROMPTS, "alpaca", ("instruction",), f"{_PROMPT}:from_alpaca"),
+    # the chosen dialogue before its last Assistant reply
+    DataFormat(PROMPTS, "hh", ("chosen", "rejected"), f"{_PROMPT}:from_hh"),
+    DataFormat(TEXT, "text", ("text",), f"{_PROMPT}:from_text"),
+)
+for _fmt in _BUILTIN_FORMATS:
+    register_format(_fmt, source="rlhf-framework")
+_ORDER = {f"{f.kind}.{f.name}": i for i, f in enumerate(_BUILTIN_FORMATS)}
+
+
+def formats_of(kind: str) -> Mapping[str, DataFormat]:
+    """The formats of `kind`, name -> DataFormat: the built-in ones in their order, then those
+    of installed packages by name."""
+    names = [n for n in formats.names() if n.split(".", 1)[0] == kind]
+    names.sort(key=lambda n: (n not in _ORDER, _ORDER.get(n, 0), n))
+    return {formats.get(n).name: formats.get(n) for n in names}
+
+
+def data_kinds() -> list[str]:
+    """Kinds a `data.NAME` source can provide: those with at least one format."""
+    return sorted({n.split(".", 1)[0] for n in formats.names()})
 
 
 def detect_format(kind: str, fmt: str, columns: Sequence[str], where: str) -> str:
     """The format to parse rows of `kind` with: `fmt` itself, or the one its columns match."""
-    known: Mapping[str, tuple[str, ...]] = FORMATS[kind]
+    known = {name: f.columns for name, f in formats_of(kind).items()}
     expected = "; ".join(f"{name}: {', '.join(cols)}" for name, cols in known.items())
     if fmt != AUTO:
         if fmt not in known:
@@ -64,6 +124,17 @@ def detect_format(kind: str, fmt: str, columns: Sequence[str], where: str) -> st
         f" Expected one of these column sets: {expected}. Rename columns with the source's "
         f"`columns` or set its `format`."
     )
+
+
+def parse_rows(kind: str, fmt: str, rows, where: str, bad_rows) -> list:
+    """Each row of `rows` (a datasets.Dataset) parsed by its format of `kind` (`fmt` or the
+    one its columns match); a bad row raises, or `bad_rows` leaves it out and reports it."""
+    parse = formats_of(kind)[detect_format(kind, fmt, rows.column_names, where)].parser()
+    values = []
+    for i, value in bad_rows.parsed(rows, lambda row, i: parse(row, where, i)):
+        values.append(value)
+        bad_rows.kept(i)
+    return values
 
 
 def row_error(where: str, row: int, field: str, problem: str, fix: str) -> BadRowError:

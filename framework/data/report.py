@@ -104,7 +104,7 @@ class DataReport:
 
     def write(self, directory: Path) -> Path:
         """Every skipped row, one JSON object a line, in `directory`/skipped_rows.jsonl."""
-        from framework.pipeline.files import write_text_atomic
+        from framework.common.files import write_text_atomic
 
         path = Path(directory) / SKIPPED_ROWS_FILE
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,7 @@ import numpy as np
 
 from framework.artifacts import Artifact
 from framework.data.config import DataSourceConfig
-from framework.data.formats import AUTO, FORMATS
+from framework.data.formats import AUTO, data_kinds, formats_of
 from framework.data.jsonfile import read_json_rows, rows_to_dataset
 from framework.data.report import ON_BAD_ROW, BadRows, SourceReport, log_skipped
 from framework.errors import ConfigError, DataError
@@ -61,14 +61,15 @@ def source_from_artifact(artifact: Artifact, where: str) -> DataSourceConfig:
 def check_source(source: DataSourceConfig, where: str) -> None:
     """Cheap checks before any weights or rows load; raises ConfigError naming `where`."""
     problems = []
-    if source.kind not in FORMATS:
+    if source.kind not in data_kinds():
         problems.append(
-            f"{where}.kind: {source.kind!r} is not a data kind. Use one of: {', '.join(FORMATS)}."
+            f"{where}.kind: {source.kind!r} is not a data kind. Use one of: "
+            f"{', '.join(data_kinds())}."
         )
-    elif source.format != AUTO and source.format not in FORMATS[source.kind]:
+    elif source.format != AUTO and source.format not in formats_of(source.kind):
         problems.append(
             f"{where}.format: {source.format!r} is not a format of {source.kind} data. Use one "
-            f"of: {AUTO}, {', '.join(FORMATS[source.kind])}."
+            f"of: {AUTO}, {', '.join(formats_of(source.kind))}."
         )
     if not 0 <= source.eval_fraction < 1:
         problems.append(

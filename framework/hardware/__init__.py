@@ -3,7 +3,6 @@
 config.py          the HardwareConfig schema and its planning-time checks
 training_args.py   a profile as TRL/transformers training arguments, DeepSpeed's config
 accelerate_args.py a profile as `accelerate launch` arguments and Accelerator kwargs
-distributed.py     rank, shard/gather/broadcast for stage code; per-rank diagnostics
 large_models.py    the adapter a profile picks for models too large to fine-tune fully
 cpu_allocator.py   keep freed memory for reuse when training on a CPU (glibc)
 cpu_decode.py      faster thin linear products and token draws while sampling on a CPU

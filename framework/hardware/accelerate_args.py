@@ -60,16 +60,14 @@ def accelerator_kwargs(hw: Optional[HardwareConfig]) -> dict[str, Any]:
     return {"cpu": hw.use_cpu, "mixed_precision": resolved_mixed_precision(hw)}
 
 
-def make_accelerator(hardware: Any = None):
+def make_accelerator(hardware: Optional[HardwareConfig] = None):
     """An Accelerator for the profile. A stage that runs after another in the same process gets
     a fresh accelerator state (as transformers' TrainingArguments does), so an earlier trainer's
     mixed-precision choice does not clash with this one's."""
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
 
-    from framework.hardware.config import as_hardware
-
-    kwargs = accelerator_kwargs(as_hardware(hardware))
+    kwargs = accelerator_kwargs(hardware)
     if kwargs:
         AcceleratorState._reset_state(reset_partial_state=False)
     return Accelerator(**kwargs)

@@ -2,7 +2,8 @@
 
 `python -m framework memory +recipe=instructgpt --device-gb 24 [--adapter qlora ...] [--json]`
 Inputs are plain dataclasses (specs.py); the formulas and their sources are listed in
-estimate.py's docstring; workloads.py reads batch sizes and lengths from a composed recipe.
+estimate.py's docstring; each stage plugin describes its workload (Stage.memory_workload),
+which command.py reads from a composed recipe.
 """
 
 from framework.memory.estimate import (
@@ -14,15 +15,8 @@ from framework.memory.estimate import (
     kv_cache_bytes,
     logits_bytes,
 )
-from framework.memory.specs import (
-    AdapterSpec,
-    HardwareSpec,
-    ModelShape,
-    PPOWorkload,
-    TrainWorkload,
-    model_shape_from_config,
-    read_model_shape,
-)
+from framework.memory.specs import AdapterSpec, HardwareSpec, PPOWorkload, TrainWorkload
+from framework.models.shape import ModelShape, model_shape_from_config, read_model_shape
 
 __all__ = [
     "AdapterSpec",

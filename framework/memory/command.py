@@ -12,13 +12,16 @@ checkpointing); the hardware flags override it. Exit status: 0 when every planne
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from dataclasses import asdict
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
+
+from omegaconf import OmegaConf
 
 from framework.errors import FrameworkError
-from framework.hardware.large_models import apply_large_model_adapter
+from framework.hardware.config import as_hardware
 from framework.memory.estimate import StageEstimate, estimate_ppo, estimate_training
 from framework.memory.specs import (
     ADAPTERS,
@@ -32,10 +35,44 @@ from framework.memory.specs import (
     PPOWorkload,
     TrainWorkload,
     UnplannedStage,
-    read_model_shape,
+    Workload,
 )
 from framework.memory.hardware import hardware_spec, ppo_hardware
-from framework.memory.workloads import model_dtype, stage_workloads
+from framework.pipeline.large_models import apply_large_model_adapter
+from framework.models.dtypes import dtype_name
+from framework.models.shape import read_model_shape
+
+
+def stage_workloads(cfg: Any) -> list[Workload]:
+    """One workload per stage of the composed config, in the recipe's order."""
+    from framework import plugins
+
+    hardware = as_hardware(cfg.get("hardware"))
+    out: list[Workload] = []
+    stages = cfg.get("stages") or {}
+    for name, node in stages.items():
+        plugin = node.get("plugin", "")
+        params = node.get("params") or {}
+        params = OmegaConf.to_container(params, resolve=True) if OmegaConf.is_config(params) else params
+        cls = plugins.stages.get(plugin)  # an unknown name: PluginError, with the closest match
+        stage = cls(cls.parse_config(params, f"stages.{name}.params"))
+        workload = stage.memory_workload(name, hardware)
+        if workload is None:
+            out.append(UnplannedStage(name, plugin, "the planner has no memory model for this "
+                                                    "plugin with these params"))
+            continue
+        if getattr(workload, "kind", None) == "":  # named after the stage's plugin
+            workload = dataclasses.replace(workload, kind=plugin)
+        out.append(workload)
+    return out
+
+
+def model_dtype(cfg: Any, checkpoint_dtype: str | None) -> str:
+    """model.dtype, with "auto" meaning the checkpoint's own dtype (float32 if it names none)."""
+    value = cfg.model.dtype
+    if value == "auto":
+        value = checkpoint_dtype or "float32"
+    return dtype_name(value, "model.dtype")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -269,7 +269,7 @@ def estimate_training(shape: ModelShape, adapter: AdapterSpec, hw: HardwareSpec,
                       wl: TrainWorkload) -> StageEstimate:
     """An SFT (causal LM) or reward-model (backbone + scalar head) stage."""
     b = _Builder(hw)
-    causal = wl.kind == "sft"
+    causal = wl.causal_lm
     act = _act(hw, wl.compute_dtype)
     ckpt = _checkpointing(hw, wl.gradient_checkpointing)
     head = 0 if causal else shape.hidden  # the reward model's score head, Linear(h, 1)

@@ -8,112 +8,22 @@ config (`read_model_shape`), never from weights.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional, Tuple, Union
+from typing import Optional, Tuple, Union
 
 from framework.errors import ConfigError
+from framework.models.dtypes import DTYPE_BYTES, dtype_name
+from framework.models.shape import ModelShape
 
 GIB = 1024**3
-
-DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
-DTYPE_ALIASES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16", "half": "float16",
-                 "float": "float32"}
 ADAPTERS = ("none", "lora", "qlora")
 OPTIMIZERS = ("adamw", "paged_adamw_8bit")
 SHARDINGS = ("none", "ddp", "zero2", "zero3", "fsdp")
 ATTENTIONS = ("sdpa", "eager")
-# Model types whose MLP is up -> activation -> down (no gate). Everything else is taken to be
-# gated (SwiGLU/GeGLU: gate, up, down), as in Llama, Mistral, Qwen2, Gemma, SmolLM.
-NON_GATED_MODEL_TYPES = {"gpt2", "gpt_neox", "gptj", "opt", "bloom", "falcon", "phi", "gpt_bigcode",
-                         "starcoder2", "codegen"}
-
-
-def dtype_name(value: str, where: str = "dtype") -> str:
-    """Canonical torch dtype name for 'bf16', 'bfloat16', 'torch.bfloat16', ..."""
-    name = str(value).removeprefix("torch.")
-    name = DTYPE_ALIASES.get(name, name)
-    if name not in DTYPE_BYTES:
-        raise ConfigError(f"{where}: {value!r} is not one of float32 (fp32), bfloat16 (bf16), "
-                          f"float16 (fp16).")
-    return name
 
 
 def _one_of(value, choices, where):
     if value not in choices:
         raise ConfigError(f"{where}: {value!r} is not one of {', '.join(map(str, choices))}.")
-
-
-@dataclass(frozen=True)
-class ModelShape:
-    """A decoder-only transformer, as far as memory is concerned. Biases are not counted."""
-
-    layers: int
-    hidden: int
-    intermediate: int
-    heads: int
-    kv_heads: int
-    vocab: int
-    tied_embeddings: bool = False
-    head_dim: Optional[int] = None  # None: hidden // heads
-    gated_mlp: bool = True  # gate_proj, up_proj, down_proj (Llama); False: up_proj, down_proj
-    dropout: bool = False  # any dropout > 0: its masks are stored for backward
-    dtype: Optional[str] = None  # the checkpoint's dtype (config.dtype), used for model.dtype=auto
-    name: str = ""
-
-    def __post_init__(self):
-        for key in ("layers", "hidden", "intermediate", "heads", "kv_heads", "vocab"):
-            if getattr(self, key) <= 0:
-                raise ConfigError(f"ModelShape.{key}={getattr(self, key)!r}: must be > 0.")
-        if self.heads % self.kv_heads:
-            raise ConfigError(f"ModelShape: heads={self.heads} is not a multiple of "
-                              f"kv_heads={self.kv_heads}.")
-
-    @property
-    def hd(self) -> int:
-        return self.head_dim or self.hidden // self.heads
-
-    @property
-    def q_dim(self) -> int:
-        return self.heads * self.hd
-
-    @property
-    def kv_dim(self) -> int:
-        return self.kv_heads * self.hd
-
-    def linears(self) -> dict[str, Tuple[int, int]]:
-        """The linear layers of one decoder layer: name -> (in_features, out_features)."""
-        h, i = self.hidden, self.intermediate
-        out = {"q_proj": (h, self.q_dim), "k_proj": (h, self.kv_dim), "v_proj": (h, self.kv_dim),
-               "o_proj": (self.q_dim, h)}
-        if self.gated_mlp:
-            out["gate_proj"] = (h, i)
-        out.update(up_proj=(h, i), down_proj=(i, h))
-        return out
-
-    @property
-    def linear_params_per_layer(self) -> int:
-        return sum(a * b for a, b in self.linears().values())
-
-    @property
-    def norm_params(self) -> int:
-        """Two norms per layer and the final one (RMSNorm weights; LayerNorm biases ignored)."""
-        return 2 * self.hidden * self.layers + self.hidden
-
-    @property
-    def embedding_params(self) -> int:
-        return self.vocab * self.hidden
-
-    @property
-    def lm_head_params(self) -> int:
-        return 0 if self.tied_embeddings else self.vocab * self.hidden
-
-    @property
-    def backbone_params(self) -> int:
-        """Everything but the LM head: embeddings, decoder layers, norms."""
-        return self.embedding_params + self.layers * self.linear_params_per_layer + self.norm_params
-
-    @property
-    def causal_lm_params(self) -> int:
-        return self.backbone_params + self.lm_head_params
 
 
 @dataclass(frozen=True)
@@ -212,102 +122,25 @@ class HardwareSpec:
     def budget_bytes(self) -> float:
         return self.device_gb * GIB
 
-
-def model_shape_from_config(config: Any, name: str = "") -> ModelShape:
-    """A `ModelShape` from a transformers `PretrainedConfig` (or anything with its attributes;
-    the `attribute_map` of GPT-2-style configs makes `hidden_size` etc. work there too)."""
-
-    def get(*keys, default=None):
-        for key in keys:
-            value = getattr(config, key, None)
-            if value is not None:
-                return value
-        return default
-
-    text = get("text_config")  # multimodal configs keep the language model's shape here
-    if text is not None and get("num_hidden_layers") is None:
-        config = text
-    hidden = get("hidden_size", "n_embd", "d_model")
-    layers = get("num_hidden_layers", "n_layer", "num_layers")
-    heads = get("num_attention_heads", "n_head")
-    if None in (hidden, layers, heads):
-        raise ConfigError(f"{name or 'model'}: its config has no hidden_size / num_hidden_layers / "
-                          f"num_attention_heads; the planner handles decoder-only transformers.")
-    model_type = get("model_type", default="")
-    dropout = any((get(k) or 0) > 0 for k in ("attention_dropout", "hidden_dropout",
-                                                "resid_pdrop", "attn_pdrop", "dropout"))
-    dtype = get("dtype")
-    return ModelShape(
-        layers=int(layers), hidden=int(hidden), heads=int(heads),
-        intermediate=int(get("intermediate_size", "n_inner", "ffn_dim", default=4 * hidden)),
-        kv_heads=int(get("num_key_value_heads", "num_kv_heads", default=heads)),
-        vocab=int(get("vocab_size")),
-        tied_embeddings=bool(get("tie_word_embeddings", default=True)),
-        head_dim=get("head_dim"),
-        gated_mlp=model_type not in NON_GATED_MODEL_TYPES,
-        dropout=dropout,
-        dtype=None if dtype is None else str(dtype).removeprefix("torch."),
-        name=name,
-    )
-
-
-def read_model_shape(name_or_path: str, *, revision: Optional[str] = None,
-                     trust_remote_code: bool = False) -> ModelShape:
-    """The shape of a hub id, a local checkpoint or an embedded model, from its config only.
-
-    An embedded model already converted into the cache is read from there; otherwise its config
-    is read from the GGUF header (no tensors are loaded, nothing is converted)."""
-    from transformers import AutoConfig
-
-    from framework.models.embedded import EMBEDDED_PREFIX, cache_root, check_embedded
-
-    kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
-    if revision:
-        kwargs["revision"] = revision
-    if name_or_path.startswith(EMBEDDED_PREFIX):
-        check_embedded(name_or_path, "model.name_or_path")
-        embedded = name_or_path[len(EMBEDDED_PREFIX):]
-        converted = cache_root() / "models" / embedded
-        if (converted / "config.json").exists():
-            from framework.models import resolve_model_path
-
-            config = AutoConfig.from_pretrained(resolve_model_path(name_or_path))
-        else:
-            import importlib.util
-            import os
-
-            from framework.models.embedded import EMBEDDED_MODELS
-
-            package, gguf_file, _ = EMBEDDED_MODELS[embedded]
-            folder = os.path.dirname(importlib.util.find_spec(package).origin)
-            config = AutoConfig.from_pretrained(folder, gguf_file=gguf_file)
-    else:
-        try:
-            config = AutoConfig.from_pretrained(name_or_path, **kwargs)
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"model.name_or_path: cannot read the config of {name_or_path!r} "
-                              f"({type(exc).__name__}: {str(exc).splitlines()[0]}). Give a local "
-                              f"checkpoint folder, or a hub id with network or a filled HF "
-                              f"cache.") from None
-    return model_shape_from_config(config, name=name_or_path)
-
-
 @dataclass
 class TrainWorkload:
-    """A supervised stage (sft, reward_model): sequences per device per micro-batch and their
-    length. A reward-model batch of B pairs is 2B sequences (chosen and rejected stacked)."""
+    """A supervised stage (SFT, a reward model, DPO, ...): sequences per device per micro-batch
+    and their length. A reward-model batch of B pairs is 2B sequences (chosen and rejected
+    stacked): `sequences_per_row=2`."""
 
     stage: str
-    kind: str  # sft | reward_model
-    batch_size: int  # per_device_train_batch_size (pairs for reward_model)
+    kind: str  # the stage's plugin name, for the report
+    batch_size: int  # per_device_train_batch_size (pairs for a reward model)
     max_length: int
     gradient_accumulation_steps: int = 1
     gradient_checkpointing: Optional[bool] = None  # the stage's args; HardwareSpec's wins if set
     compute_dtype: Optional[str] = None  # bf16/fp16 autocast asked for in the stage's args
+    sequences_per_row: int = 1
+    causal_lm: bool = True  # logits over the vocabulary (a language-model loss); else a score
 
     @property
     def sequences(self) -> int:
-        return 2 * self.batch_size if self.kind == "reward_model" else self.batch_size
+        return self.sequences_per_row * self.batch_size
 
 
 @dataclass
@@ -341,3 +174,6 @@ class UnplannedStage:
     stage: str
     plugin: str
     reason: str = field(default="")
+
+
+Workload = Union[TrainWorkload, PPOWorkload, UnplannedStage]

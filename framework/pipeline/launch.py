@@ -72,7 +72,7 @@ def _run(command: list[str], env: dict[str, str]) -> int:
     a flag, see signals.py) is passed on as the same signal, so the stage processes checkpoint
     and stop as they would in-process; an exception here (a second signal) sends SIGTERM and
     kills them after STOP_GRACE_SECONDS."""
-    from framework.pipeline import signals
+    from framework.common import signals
 
     process = subprocess.Popen(command, env=env)
     forwarded = False

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from framework.artifacts import Artifact
-from framework.pipeline.files import read_json, write_json_atomic
-from framework.pipeline.redact import redact
+from framework.common.files import read_json, write_json_atomic
+from framework.common.redact import redact
 
 MANIFEST = "manifest.json"
 SUMMARY = "summary.json"

@@ -19,7 +19,9 @@ from framework import plugins
 from framework.artifacts import MODEL, Artifact
 from framework.data.config import DataSourceConfig, data_artifact
 from framework.errors import ConfigError, FrameworkError
+from framework.hardware.config import HardwareConfig
 from framework.models.adapters import AdapterConfig, parse_adapter, stage_adapter
+from framework.models.config import ModelConfig
 from framework.models.embedded import check_embedded
 from framework.models.loading import DTYPES, check_weights_format
 from framework.stage import Stage
@@ -42,6 +44,9 @@ class PlannedStage:
     node: dict  # the resolved stage node, hashed to decide re-runs
     inputs: dict[str, Artifact | OutputRef]
     adapter: AdapterConfig | None = None  # for a stage that trains weights (see Stage.adapter_kinds)
+    # run-wide settings, parsed once here and handed on typed (framework.stage.StageContext)
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    hardware: HardwareConfig | None = None
 
 
 def model_artifact(model_cfg: Any) -> Artifact:
@@ -54,6 +59,7 @@ def build_plan(cfg: DictConfig) -> list[PlannedStage]:
     _unknown_keys(cfg, problems)
     sources = _external_sources(cfg, problems)
     hardware = _check_hardware(cfg, problems)
+    model_config = _model_config(cfg, problems)
     produced: dict[str, dict[str, str]] = {}  # stage -> output -> kind
     all_stages = list(cfg.get("stages") or {})
     plan: list[PlannedStage] = []
@@ -83,10 +89,21 @@ def build_plan(cfg: DictConfig) -> list[PlannedStage]:
                 stage.check(known, where)
             except FrameworkError as exc:
                 problems.append(str(exc))
-        plan.append(PlannedStage(name, node.plugin, stage, _hashed_node(node, adapter), inputs, adapter))
+        plan.append(PlannedStage(name, node.plugin, stage, _hashed_node(node, adapter), inputs,
+                                 adapter, model_config, hardware))
     if problems:
         raise ConfigError(problems)
     return plan
+
+
+def _model_config(cfg: DictConfig, problems: list[str]) -> ModelConfig:
+    from framework.plugin import parse_dataclass
+
+    try:
+        return parse_dataclass(ModelConfig, cfg.get("model") or {}, "model")
+    except ConfigError as exc:
+        problems.append(str(exc))
+        return ModelConfig()
 
 
 def _adapter(cfg, name, stage, node, hardware, problems) -> AdapterConfig | None:
@@ -153,7 +170,6 @@ def _check_hardware(cfg: DictConfig, problems: list[str]):
 def _unknown_keys(cfg: DictConfig, problems: list[str]) -> None:
     """Keys added with Hydra's `++` skip the schema check of composition; a typo there would be
     ignored silently (`++model.dtyp=bfloat16`). `adapter` and `hardware` check their own."""
-    from framework.models.config import ModelConfig
     from framework.pipeline.schema import RootConfig, StageNode
 
     def check(node, schema, where: str) -> None:
@@ -205,7 +221,7 @@ def _external_sources(cfg: DictConfig, problems: list[str]) -> dict[str, Artifac
 
 def _wire(name, stage, wiring, sources, produced, all_stages, problems) -> dict[str, Artifact | OutputRef]:
     where = f"stages.{name}.inputs"
-    ports, required, accepted = stage.inputs, stage.required_inputs(), stage.accepted_inputs()
+    ports, required, accepted = stage.input_ports(), stage.required_inputs(), stage.accepted_inputs()
     inputs: dict[str, Artifact | OutputRef] = {}
     for port_name in wiring:
         if port_name not in ports:

@@ -12,12 +12,12 @@ from omegaconf import DictConfig, OmegaConf
 from framework.artifacts import Artifact
 from framework.errors import FrameworkError, TrainingInterrupted
 from framework.hardware import as_hardware, launches
-from framework.hardware.large_models import apply_large_model_adapter
-from framework.pipeline import signals
-from framework.pipeline.files import write_text_atomic
+from framework.pipeline.large_models import apply_large_model_adapter
+from framework.common import signals
+from framework.common.files import write_text_atomic
 from framework.pipeline.manifest import (
     config_hash, read_reusable, recorded_hash, write_manifest, write_summary)
-from framework.pipeline.redact import redacted_config, remember_secrets
+from framework.common.redact import redacted_config, remember_secrets
 from framework.pipeline.plan import OutputRef, PlannedStage, build_plan
 from framework.stage import StageContext, StageResult
 
@@ -32,7 +32,7 @@ def run_pipeline(cfg: DictConfig, run_dir: Path, recipe: str) -> dict:
     plan = build_plan(cfg)  # raises ConfigError before anything heavy happens
     run_dir.mkdir(parents=True, exist_ok=True)
     leader = _leads(cfg)
-    # resolved (the values used), with secrets redacted: see framework.pipeline.redact
+    # resolved (the values used), with secrets redacted: see framework.common.redact
     if leader:
         write_text_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(redacted_config(cfg)))
     summary = {"recipe": recipe, "stages": {}}
@@ -110,18 +110,17 @@ def _run_or_reuse(planned: PlannedStage, inputs, digest, cfg, run_dir: Path, sum
 def stage_context(planned: PlannedStage, run_dir: Path, cfg) -> StageContext:
     """What a stage's run() gets besides its inputs (also built by each launched process)."""
     return StageContext(name=planned.name, output_dir=Path(run_dir) / planned.name,
-                        run_dir=Path(run_dir), seed=cfg.seed, model=cfg.model,
-                        hardware=cfg.get("hardware"), adapter=planned.adapter)
+                        run_dir=Path(run_dir), seed=cfg.seed, model=planned.model,
+                        hardware=planned.hardware, adapter=planned.adapter)
 
 
 def _run_stage(planned: PlannedStage, inputs, ctx: StageContext, cfg) -> StageResult:
     """In this process, or under a distributed hardware profile in the processes that
     `accelerate launch` starts (framework/pipeline/launch.py)."""
-    hardware = as_hardware(cfg.get("hardware"))
-    if launches(hardware):
+    if launches(planned.hardware):
         from framework.pipeline.launch import launch_stage
 
-        return launch_stage(planned.name, inputs, ctx, cfg, hardware)
+        return launch_stage(planned.name, inputs, ctx, cfg, planned.hardware)
     return planned.stage.run(inputs, ctx)
 
 

@@ -17,7 +17,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from framework.hardware import distributed
+from framework.common import distributed
 from framework.pipeline.launch import ERROR, RESULT
 
 log = logging.getLogger("framework")
@@ -90,7 +90,7 @@ def _leave_process_group() -> None:
 
 def _run_stage(request: dict, cfg) -> dict:
     from framework.artifacts import Artifact
-    from framework.pipeline import signals
+    from framework.common import signals
     from framework.pipeline.plan import build_plan
     from framework.pipeline.runner import stage_context
 

@@ -87,18 +87,18 @@ def run_ours(setup: dict) -> None:
     from framework.artifacts import REWARD_MODEL, Artifact
     from framework.models import ModelConfig, load_tokenizer
     from framework.models.adapters import AdapterConfig
-    from framework_plugins.ppo.config import PPOConfig
-    from framework_plugins.ppo.data import make_prompt
-    from framework_plugins.ppo.trainer import PPOTrainer
-    from framework_plugins.rewards.reward_model import RewardModelConfig, RewardModelReward
+    from framework_plugins.optimizers.ppo.config import PPOConfig
+    from framework_plugins.optimizers.ppo.data import make_prompt
+    from framework_plugins.optimizers.ppo.trainer import PPOInputs, PPOTrainer
+    from framework_plugins.reward_sources.reward_model import RewardModelSourceConfig, RewardModelReward
 
     steps = setup["steps"] + 1
     output_dir = Path(tempfile.mkdtemp(prefix="ours_ppo_bench_"))  # its checkpoint: 3 GB, removed
     rss_before_models = rss_mb()  # torch, transformers and the rest imported; no weights yet
     adapter = setup.get("adapter", "none")
     tokenizer = load_tokenizer(setup["policy"])
-    reward = RewardModelReward(RewardModelConfig(batch_size=setup["batch_size"]))
-    reward.setup({"model": Artifact(REWARD_MODEL, setup["reward_model"])}, device="cpu")
+    reward = RewardModelReward(RewardModelSourceConfig(batch_size=setup["batch_size"]))
+    reward.setup({"reward_model": Artifact(REWARD_MODEL, setup["reward_model"])}, device="cpu")
     config = PPOConfig(
         steps=steps, batch_size=setup["batch_size"], num_minibatches=setup["num_minibatches"],
         ppo_epochs=setup["ppo_epochs"], learning_rate=setup["learning_rate"],
@@ -112,13 +112,12 @@ def run_ours(setup: dict) -> None:
         save_every=0, sample_every=0, log_every=1,
     )
     trainer = PPOTrainer(
-        config, policy_path=setup["policy"], tokenizer=tokenizer, reward=reward,
+        config, PPOInputs(policy_path=setup["policy"], tokenizer=tokenizer, reward=reward,
         prompts=[make_prompt([{"role": "user", "content": m[-1]["content"]}], "bench")
                  for m in setup["prompts"]],
         output_dir=output_dir, seed=setup["seed"],
         reward_model_path=setup["reward_model"],
-        adapter=AdapterConfig(kind=adapter), model_cfg=ModelConfig(),
-    )
+        adapter=AdapterConfig(kind=adapter), model=ModelConfig()))
     # Exactly `new_tokens` tokens: rollout.generate passes a GenerationConfig without
     # min_new_tokens, so generate fills it from the policy's generation_config.
     trainer.accelerator.unwrap_model(trainer.policy).generation_config.min_new_tokens = (

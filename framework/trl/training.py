@@ -1,0 +1,120 @@
+"""Running a TRL (transformers) trainer the way every stage should: resume from the last complete
+checkpoint, stop cleanly on SIGINT/SIGTERM after saving one, and stop on a non-finite loss or
+gradient without ever saving the bad state."""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import shutil
+from pathlib import Path
+from typing import Optional
+
+from transformers import TrainerCallback
+
+from framework.common.gradients import gradient_norm
+from framework.errors import TrainingDiverged, TrainingInterrupted
+from framework.common.signals import any_process, stop_requested_anywhere
+
+# The Trainer writes trainer_state.json last: a checkpoint folder without it was cut short.
+COMPLETE_MARKER = "trainer_state.json"
+_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+
+
+def last_complete_checkpoint(folder: Path, logger: Optional[logging.Logger] = None) -> Optional[str]:
+    """The newest `checkpoint-N` under `folder` that the Trainer finished writing. Incomplete
+    ones (the process was killed while saving) are deleted, so nothing resumes from them."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return None
+    found = sorted(((int(m.group(1)), p) for p in folder.iterdir()
+                    if p.is_dir() and (m := _CHECKPOINT.match(p.name))), key=lambda t: t[0])
+    complete = None
+    for _, path in found:
+        if (path / COMPLETE_MARKER).exists():
+            complete = path
+        else:
+            (logger or logging.getLogger("framework")).warning(
+                "%s was not completely written (the run stopped while saving it); removed", path)
+            shutil.rmtree(path, ignore_errors=True)
+    return str(complete) if complete is not None else None
+
+
+class GuardCallback(TrainerCallback):
+    """Checks each step: gradients finite before the optimizer step, logged losses finite, and a
+    stop signal at each step boundary. On divergence it stops training and vetoes every save
+    from then on; on a signal it asks the Trainer to save this step and stop."""
+
+    def __init__(self) -> None:
+        self.diverged: Optional[tuple[int, str, float]] = None  # (step, quantity, value)
+        self.stopped_by: Optional[str] = None
+
+    def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+        if args.fp16 or model is None:  # fp16's loss scaler skips overflowing steps by design
+            return
+        norm = gradient_norm(model.parameters())
+        if any_process(not math.isfinite(norm)) and self.diverged is None:
+            self.diverged = (state.global_step + 1, "gradient norm", norm)
+            _veto(control)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.diverged:
+            _veto(control)
+            return
+        name = stop_requested_anywhere()
+        if name:
+            self.stopped_by = name
+            control.should_save = True
+            control.should_training_stop = True
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        for key in ("loss", "grad_norm", "eval_loss"):
+            value = (logs or {}).get(key)
+            if isinstance(value, (int, float)) and not math.isfinite(value) and not self.diverged:
+                self.diverged = (state.global_step, key.replace("_", " "), float(value))
+        if self.diverged:
+            _veto(control)
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        if self.diverged:
+            _veto(control)
+
+    def on_evaluate(self, args, state, control, **kwargs):
+        if self.diverged:
+            _veto(control)
+
+
+def train(trainer, checkpoints: Path, where: str, logger: logging.Logger):
+    """`trainer.train()`, resumed from the last complete checkpoint under `checkpoints`.
+    Raises TrainingDiverged or TrainingInterrupted (after the Trainer saved a checkpoint)."""
+    resume = last_complete_checkpoint(checkpoints, logger)
+    if resume:
+        logger.info("%s: resuming from %s", where, resume)
+    guard = GuardCallback()
+    trainer.add_callback(guard)
+    output = trainer.train(resume_from_checkpoint=resume)
+    state = trainer.state
+    if guard.diverged:
+        step, quantity, value = guard.diverged
+        last = last_complete_checkpoint(checkpoints, logger)
+        kept = (f"The last good checkpoint, {Path(last).name}, is kept at {last}; nothing from "
+                f"step {step} on was saved." if last else
+                "No checkpoint had been saved before it, and none was saved after.")
+        raise TrainingDiverged(
+            f"{where}: training diverged at step {step}: the {quantity} is {value}. {kept} Lower "
+            f"{where}.params.args.learning_rate (now {trainer.args.learning_rate}), keep "
+            f"args.max_grad_norm > 0, or look for broken rows in the data (a changed stage config "
+            f"starts the stage over).", step=step, quantity=quantity, checkpoint=last)
+    if guard.stopped_by and state.global_step < state.max_steps:
+        last = last_complete_checkpoint(checkpoints, logger)
+        raise TrainingInterrupted(
+            f"{where}: stopped by {guard.stopped_by} at step {state.global_step} of "
+            f"{state.max_steps}, after saving the checkpoint {last}.",
+            signal_name=guard.stopped_by, step=state.global_step, checkpoint=last)
+    return output
+
+
+def _veto(control) -> None:
+    control.should_save = False
+    control.should_training_stop = True

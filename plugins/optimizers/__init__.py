@@ -1,0 +1,1 @@
+"""Optimizer plugins for the RL stage: policy-optimization algorithms (ppo)."""

@@ -1,5 +1,0 @@
-"""The RL stage: policy optimization with any Optimizer against any RewardSource."""
-
-from framework_plugins.rl.stage import RLStage
-
-__all__ = ["RLStage"]

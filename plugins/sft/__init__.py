@@ -1,5 +1,0 @@
-"""The `sft` stage: supervised fine-tuning on demonstrations."""
-
-from framework_plugins.sft.stage import SFTStage, SFTStageConfig
-
-__all__ = ["SFTStage", "SFTStageConfig"]

@@ -1,0 +1,1 @@
+"""Stage plugins: one folder per pipeline step (sft, reward_model, rl)."""
