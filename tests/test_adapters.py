@@ -17,9 +17,9 @@ from framework.models import ModelConfig
 from framework.models.adapter_models import CAUSAL_LM, SEQ_CLS, load_merged
 from framework.models.adapters import AdapterConfig
 from framework.stage import StageContext
-from framework_plugins.reward_model import RewardModelStage
-from framework_plugins.rewards.reward_model import RewardModelReward
-from framework_plugins.sft import SFTStage, SFTStageConfig
+from framework_plugins.stages.reward_model import RewardModelStage
+from framework_plugins.reward_sources.reward_model import RewardModelReward
+from framework_plugins.stages.sft import SFTStage, SFTStageConfig
 
 pytest.importorskip("peft")
 SFT_ARGS = {"gradient_checkpointing": False, "per_device_train_batch_size": 4, "max_steps": 4,
@@ -142,7 +142,7 @@ def test_sft_then_reward_model_train_adapters_that_the_next_stage_consumes(
     # The reward source scores with base + adapter: the same scores as the trained model
     # (lora: merged into the base; qlora: unmerged on the same 4-bit base it trained on).
     reward = RewardModelReward(RewardModelReward.parse_config({"max_length": 96}, "reward"))
-    reward.setup({"model": rm_artifact}, device="cpu", model_cfg=ModelConfig())
+    reward.setup({"reward_model": rm_artifact}, device="cpu", model_cfg=ModelConfig())
     prompts, responses = ["Name things (0)."] * 2, ["purple apple river", "stone cloud rotten"]
     scores = reward.raw_scores(prompts, responses)
     rm_model.eval()
@@ -209,3 +209,22 @@ def test_reward_source_refuses_a_causal_lm_adapter(tiny_model_dir, tmp_path):
         context(tmp_path, "sft", "lora"))
     with pytest.raises(ConfigError, match=r"is a CAUSAL_LM adapter, but a SEQ_CLS model is needed"):
         load_merged(sft.artifacts["model"], ModelConfig(), SEQ_CLS, "stages.rl.inputs.reward_model")
+
+
+def test_a_4bit_base_computes_the_same_in_every_mode_and_order(tiny_model_dir):
+    """bitsandbytes repacks a 4-bit weight in place on its first eval-mode no-grad forward on
+    CPUs with AVX512-BF16, and then computes every forward with another kernel. The framework
+    turns that off (keep_one_4bit_kernel): a rollout (eval, no grad) must not change what the
+    training forward computes, on any CPU."""
+    pytest.importorskip("bitsandbytes")
+    from framework.models.adapter_models import load_for_training
+
+    model, _ = load_for_training(str(tiny_model_dir), CAUSAL_LM, ModelConfig(),
+                                 AdapterConfig(kind="qlora"))
+    x = torch.randint(0, 1000, (2, 12))
+    with torch.no_grad():
+        first_train = model.train()(x).logits
+        evaluated = model.eval()(x).logits
+        train_after_eval = model.train()(x).logits
+    assert torch.equal(first_train, evaluated) and torch.equal(first_train, train_after_eval)
+    assert not any(getattr(m, "support_avx512bf16_for_cpu", False) for m in model.modules())

@@ -16,11 +16,11 @@ from omegaconf import OmegaConf
 from framework import errors
 from framework.errors import ConfigError
 from framework.hardware import config as hardware_config
-from framework.hardware import distributed
+from framework.common import distributed
 from framework.hardware.accelerate_args import accelerate_config, launch_args, make_accelerator
 from framework.hardware.config import HardwareConfig, as_hardware, hardware_problems, launches
-from framework.hardware.large_models import apply_large_model_adapter
-from framework.hardware.training_args import training_args
+from framework.pipeline.large_models import apply_large_model_adapter
+from framework.hardware.training_args import checkpointing_key, training_args
 from framework.memory.command import compose
 from framework.memory.command import main as memory_main
 from framework.pipeline.launch import StageProcessError, _failure
@@ -46,7 +46,7 @@ def test_the_default_is_the_cpu_profile_in_this_process():
     hw = as_hardware(compose([]).hardware)
     assert hw.name == "cpu" and not launches(hw)
     assert training_args(hw) == {"use_cpu": True, "bf16": False, "fp16": False,
-                                 "gradient_checkpointing": False}
+                                 checkpointing_key(): False}
 
 
 def test_single_gpu_profile_as_trl_args(gpus):
@@ -54,18 +54,37 @@ def test_single_gpu_profile_as_trl_args(gpus):
     hw = profile("single_gpu")
     assert not launches(hw) and hw.large_model_adapter == "qlora" and hw.device_memory_gb == 24
     assert training_args(hw) == {"use_cpu": False, "bf16": True, "fp16": False,
-                                 "gradient_checkpointing": True, "optim": "paged_adamw_8bit"}
+                                 checkpointing_key(): True, "optim": "paged_adamw_8bit"}
     assert hardware_problems(hw) == []
 
 
 def test_stage_args_win_over_the_profile():
-    from framework_plugins.sft import SFTStage
+    from framework_plugins.stages.sft import SFTStage
 
     hw = HardwareConfig(gradient_checkpointing=True, optim="adafactor")
     stage = SFTStage(SFTStage.parse_config({"args": {"gradient_checkpointing": False}}, "s"))
     args = stage.training_config("out", 0, "stages.sft", hardware=hw)
     assert args.gradient_checkpointing is False  # the stage's own
     assert args.optim == "adafactor" and args.use_cpu is True  # the profile's
+    # under its new name too (transformers' deprecated alias must not lose to the profile)
+    stage = SFTStage(SFTStage.parse_config({"args": {checkpointing_key(): False}}, "s"))
+    assert stage.training_config("out", 0, "stages.sft", hardware=hw).gradient_checkpointing is False
+
+
+def test_our_configs_cause_no_deprecation_warning():
+    """The profile sets checkpointing under the name the installed transformers reads without a
+    warning (it renamed gradient_checkpointing to activation_checkpointing)."""
+    import warnings
+
+    from framework_plugins.stages.reward_model import RewardModelStage
+    from framework_plugins.stages.sft import SFTStage
+
+    for name in ("cpu", "single_gpu", "fsdp"):
+        hw = HardwareConfig(name=name, gradient_checkpointing=name != "cpu", use_cpu=True)
+        for cls in (SFTStage, RewardModelStage):
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                cls(cls.parse_config({}, "s")).training_config("out", 0, "stages.s", hardware=hw)
 
 
 def test_multi_gpu_launch_args_on_one_machine(tmp_path):
@@ -131,7 +150,7 @@ def test_fsdp_profile_builds_fsdp_config_with_its_own_checkpointing():
     from trl import SFTConfig
 
     args = training_args(profile("fsdp", "hardware.num_processes=4"))
-    assert args["fsdp"] is True and args["gradient_checkpointing"] is False
+    assert args["fsdp"] is True and args[checkpointing_key()] is False
     assert args["fsdp_config"] == {"version": 2, "auto_wrap_policy": "TRANSFORMER_BASED_WRAP",
                                    "reshard_after_forward": True, "cpu_offload": False,
                                    "state_dict_type": "FULL_STATE_DICT",
@@ -308,7 +327,8 @@ time.sleep(60)
 def test_a_stop_request_reaches_the_launched_processes(name, tmp_path, monkeypatch):
     """The parent's handler only sets a flag (signals.py); while it waits for `accelerate
     launch`, the launcher module passes that same signal on to the stage processes."""
-    from framework.pipeline import launch, signals
+    from framework.common import signals
+    from framework.pipeline import launch
 
     seen = tmp_path / "seen"
     monkeypatch.setattr(signals, "_received", None)

@@ -4,9 +4,25 @@ DeepSpeed's config: built here from the profile, never written by the user."""
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from typing import Any, Optional
 
 from framework.hardware.config import HardwareConfig, resolved_mixed_precision
+
+# One setting under two names: transformers 5.x renamed `gradient_checkpointing` (now a
+# deprecated alias that warns) to `activation_checkpointing`.
+CHECKPOINTING_KEYS = ("gradient_checkpointing", "activation_checkpointing")
+
+
+@functools.cache
+def checkpointing_key() -> str:
+    """The name the installed transformers' TrainingArguments reads without a warning."""
+    from transformers import TrainingArguments
+
+    names = {f.name for f in dataclasses.fields(TrainingArguments)}
+    return "activation_checkpointing" if "activation_checkpointing" in names else \
+        "gradient_checkpointing"
 
 
 def training_args(hw: Optional[HardwareConfig]) -> dict[str, Any]:
@@ -17,7 +33,7 @@ def training_args(hw: Optional[HardwareConfig]) -> dict[str, Any]:
     args: dict[str, Any] = {"use_cpu": hw.use_cpu, "bf16": precision == "bf16",
                             "fp16": precision == "fp16"}
     if hw.gradient_checkpointing is not None:
-        args["gradient_checkpointing"] = hw.gradient_checkpointing
+        args[checkpointing_key()] = hw.gradient_checkpointing
     if hw.optim:
         args["optim"] = hw.optim
     if hw.distributed == "deepspeed":
@@ -28,7 +44,7 @@ def training_args(hw: Optional[HardwareConfig]) -> dict[str, Any]:
         if hw.gradient_checkpointing:
             # FSDP's own activation checkpointing; the trainer's would all-gather every layer a
             # second time in the backward pass (transformers issue 30404).
-            args["gradient_checkpointing"] = False
+            args[checkpointing_key()] = False
     return args
 
 

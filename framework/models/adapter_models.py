@@ -22,6 +22,7 @@ from framework.errors import ConfigError
 from framework.models.adapters import (
     AdapterConfig,
     compute_dtype,
+    keep_one_4bit_kernel,
     lora_config,
     quantization_config,
 )
@@ -40,7 +41,7 @@ def auto_class(task_type: str):
     return {CAUSAL_LM: AutoModelForCausalLM, SEQ_CLS: AutoModelForSequenceClassification}[task_type]
 
 
-def _task_kwargs(task_type: str) -> dict:
+def task_kwargs(task_type: str) -> dict:
     return {"num_labels": 1} if task_type == SEQ_CLS else {}
 
 
@@ -57,7 +58,7 @@ def load_for_training(location: str, task_type: str, model_cfg: Any, adapter: Ad
     `init_kwargs`: further `from_pretrained` options (a trainer's model_init_kwargs)."""
     import torch
 
-    kwargs = {**(init_kwargs or {}), **_task_kwargs(task_type)}
+    kwargs = {**(init_kwargs or {}), **task_kwargs(task_type)}
     if adapter.kind == "qlora":
         dtype = compute_dtype(adapter, model_cfg, hardware)
         kwargs.update(dtype=getattr(torch, dtype), quantization_config=quantization_config(dtype))
@@ -66,6 +67,7 @@ def load_for_training(location: str, task_type: str, model_cfg: Any, adapter: Ad
     if adapter.kind == "qlora":
         from peft import prepare_model_for_kbit_training
 
+        keep_one_4bit_kernel(model)
         model = prepare_model_for_kbit_training(
             model, use_gradient_checkpointing=gradient_checkpointing)
     targets = adapter.target_modules
@@ -156,7 +158,7 @@ def load_merged(artifact: Artifact, model_cfg: Any, task_type: Optional[str] = N
 
     base, own_task = _checked_adapter_info(artifact, task_type, where)
     model = load_pretrained(auto_class(own_task), base, model_cfg, f"{where} (base)",
-                            **_task_kwargs(own_task))
+                            **task_kwargs(own_task))
     model = PeftModel.from_pretrained(model, artifact.location).merge_and_unload()
     return _with_pad_id(model, own_task, artifact, model_cfg)
 
@@ -194,7 +196,8 @@ def load_for_scoring(artifact: Artifact, model_cfg: Any, task_type: str, where: 
     dtype = compute_dtype(AdapterConfig(kind="qlora"), model_cfg)
     model = load_pretrained(auto_class(task_type), base, model_cfg, f"{where} (base)",
                             dtype=getattr(torch, dtype), quantization_config=quantization_config(dtype),
-                            device_map={"": str(device or "cpu")}, **_task_kwargs(task_type))
+                            device_map={"": str(device or "cpu")}, **task_kwargs(task_type))
+    keep_one_4bit_kernel(model)
     model = PeftModel.from_pretrained(model, artifact.location, is_trainable=False)
     return _with_pad_id(model, task_type, artifact, model_cfg)
 
@@ -204,7 +207,7 @@ def full_weights_dir(artifact: Artifact, target: Path, model_cfg: Any) -> str:
     its base with the adapter merged, written once to `target` with the adapter's tokenizer."""
     if not is_adapter(artifact):
         return resolve_model_path(artifact.location)
-    from framework.hardware.distributed import barrier, is_main_process
+    from framework.common.distributed import barrier, is_main_process
 
     target = Path(target)
     source = json.dumps(artifact.to_json(), sort_keys=True)

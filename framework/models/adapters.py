@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import importlib.util
 from dataclasses import asdict, dataclass
-from typing import Any, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Mapping, Optional
 
 from framework.errors import ConfigError
+from framework.models.dtypes import dtype_name
+
+if TYPE_CHECKING:
+    from framework.hardware.config import HardwareConfig
 
 ADAPTER_KINDS = ("none", "lora", "qlora")
 QLORA_INSTALL = "pip install rlhf-framework[qlora]"
@@ -114,22 +118,16 @@ def _importable(module: str) -> bool:
         return False
 
 
-def dtype_name(value: str, where: str) -> str:
-    from framework.memory.specs import dtype_name as canonical
-
-    return canonical(value, where)
-
-
-def compute_dtype(adapter: AdapterConfig, model_cfg: Any, hardware: Any = None) -> str:
+def compute_dtype(adapter: AdapterConfig, model_cfg: Any,
+                  hardware: Optional["HardwareConfig"] = None) -> str:
     """adapter.compute_dtype, else the hardware profile's (bf16/fp16 under its mixed precision),
     else model.dtype (float32 for model.dtype=auto)."""
     if adapter.compute_dtype:
         return dtype_name(adapter.compute_dtype, "adapter.compute_dtype")
     if hardware is not None:
-        from framework.hardware import as_hardware
         from framework.hardware import compute_dtype as profile_dtype
 
-        profile = profile_dtype(as_hardware(hardware))
+        profile = profile_dtype(hardware)
         if profile:
             return profile
     dtype = getattr(model_cfg, "dtype", None) or "auto"
@@ -147,6 +145,21 @@ def quantization_config(dtype: str):
         bnb_4bit_use_double_quant=True,
         bnb_4bit_compute_dtype=getattr(torch, dtype),
     )
+
+
+def keep_one_4bit_kernel(model) -> int:
+    """Turn off bitsandbytes' in-place repacking of 4-bit weights on CPUs with AVX512-BF16
+    (bitsandbytes >= 0.48: the first eval-mode, no-grad forward of a Linear4bit converts its
+    weight for another inference kernel, and every later forward, training included, then
+    computes with it, 0.3% off in the logits of a tiny model). PPO rolls out and trains on one
+    4-bit base, and a reward model is scored as it was trained: numbers must not depend on
+    which forward ran first, nor on the CPU's flags. Returns the number of layers changed."""
+    changed = 0
+    for module in model.modules():
+        if getattr(module, "support_avx512bf16_for_cpu", False):
+            module.support_avx512bf16_for_cpu = False
+            changed += 1
+    return changed
 
 
 def lora_config(adapter: AdapterConfig, task_type: str, modules_to_save=None):

