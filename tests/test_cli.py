@@ -35,7 +35,7 @@ def example_plugin():
 
 def test_list_shows_plugins_recipes_and_origins(tmp_path):
     out = framework("list", cwd=tmp_path).stdout
-    assert "framework_plugins.sft:SFTStage" in out and "from rlhf-framework" in out
+    assert "framework_plugins.stages.sft:SFTStage" in out and "from rlhf-framework" in out
     assert "instructgpt" in out and "recipes/instructgpt.yaml" in out
     assert "model=smollm2" in out
 
@@ -73,6 +73,40 @@ def test_third_party_plugin_is_found_and_runs(example_plugin, tmp_path, tiny_mod
     # the SFT stage trained on the filter's output artifact, wired explicitly
     manifest = json.loads((run_dir / "sft" / "manifest.json").read_text())
     assert manifest["inputs"]["data"]["location"] == str(run_dir / "filter" / "demonstrations.jsonl")
+
+
+def test_third_party_artifact_kind_data_format_and_stage(example_plugin, tmp_path):
+    """The example package adds an artifact kind, a data format and a stage that produces the
+    kind, through entry points alone; planning checks wiring against the new kind."""
+    listing = framework("list", cwd=tmp_path).stdout
+    assert "word_counts" in listing and "demonstrations.qa" in listing
+    demos = tmp_path / "qa.jsonl"  # question/answer columns: the package's own format, detected
+    rows = [("Name a colour.", "red red blue"), ("Name a fruit.", "apple red"),
+            ("Say a long thing.", " ".join(["long"] * 70))]
+    demos.write_text("".join(json.dumps({"question": q, "answer": a}) + "\n" for q, a in rows))
+    run_dir = tmp_path / "run"
+    framework("+recipe=word_counts", f"data.demonstrations.path={demos}",
+              "data.demonstrations.eval_fraction=0", "stages.counts.params.top=2",
+              f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    # the filter (max_words 60) drops the 70-word answer; 5 words remain, 3 distinct
+    assert summary["stages"]["filter"]["metrics"]["rows_kept"] == 2
+    assert summary["stages"]["counts"]["metrics"] == {"words": 5, "distinct": 3,
+                                                       "top": ["red", "blue"]}
+    counts = json.loads((run_dir / "counts" / "word_counts.json").read_text())
+    assert counts == {"red": 3, "blue": 1, "apple": 1}
+    manifest = json.loads((run_dir / "counts" / "manifest.json").read_text())
+    assert manifest["artifacts"]["counts"]["kind"] == "word_counts"
+    # a stage input that does not accept the new kind says so before anything runs
+    (tmp_path / "conf" / "recipe").mkdir(parents=True)
+    (tmp_path / "conf" / "recipe" / "counts_into_sft.yaml").write_text(
+        "# @package _global_\nstages:\n  counts: {plugin: word_counts, inputs: {data: data.demonstrations}}\n"
+        "  sft: {plugin: sft, inputs: {model: model, data: counts.counts}}\n")
+    bad = framework("--config-dir", str(tmp_path / "conf"), "+recipe=counts_into_sft",
+                    f"hydra.run.dir={tmp_path / 'bad'}", cwd=tmp_path, check=False)
+    assert bad.returncode == 2
+    assert ("stages.sft.inputs.data: 'counts.counts' is a 'word_counts' artifact, but this input "
+            "accepts 'demonstrations'") in bad.stdout + bad.stderr
 
 
 def test_multirun_sweeps(example_plugin, tmp_path, tiny_model_dir):
