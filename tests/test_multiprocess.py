@@ -4,7 +4,7 @@ agree on every metric and on their final weights, the weights rank 0 saved are t
 only rank 0 writes into the run directory, and summary.json is complete.
 
 Each process writes a diagnostics record (FRAMEWORK_RANK_RECORDS, see
-framework/hardware/distributed.py): its metrics, a digest of its final weights, and the files
+framework/common/distributed.py): its metrics, a digest of its final weights, and the files
 it opened for writing in the run directory (Python-level writes: JSON, configs, tokenizers;
 safetensors and torch.save write from native code and are not seen)."""
 

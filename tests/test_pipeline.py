@@ -168,3 +168,61 @@ def test_stage_must_return_its_declared_outputs(tmp_path):
     stages = {"x": {"plugin": "liar", "inputs": {"model": "model"}}}
     with pytest.raises(FrameworkError, match="returned artifacts {}, but declares outputs {'model': 'model'}"):
         run_pipeline(config(tmp_path, stages), tmp_path / "run", "test")
+
+
+def test_reuse_checks_the_contents_of_input_data(tmp_path, caplog):
+    """A data file edited in place re-runs the stage that read it, and every later stage, and
+    says what changed; its checkpoints, made from the old rows, are not resumed."""
+    run_dir = tmp_path / "run"
+    run_pipeline(config(tmp_path, two_stages()), run_dir, "test")
+    assert CALLS == ["sft", "rm"]
+    again = run_pipeline(config(tmp_path, two_stages()), run_dir, "test")  # rewritten, same rows
+    assert [again["stages"][s]["status"] for s in ("sft", "rm")] == ["skipped", "skipped"]
+    (run_dir / "sft" / "checkpoints" / "checkpoint-1").mkdir(parents=True)
+    cfg = config(tmp_path, two_stages())
+    with open(tmp_path / "demo.jsonl", "a") as f:  # rows appended, same path, same config
+        f.write(json.dumps({"prompt": "and", "completion": "more"}) + "\n")
+    CALLS.clear()
+    with caplog.at_level("WARNING", logger="framework"):
+        summary = run_pipeline(cfg, run_dir, "test")
+    assert CALLS == ["sft", "rm"]
+    assert [summary["stages"][s]["status"] for s in ("sft", "rm")] == ["done", "done"]
+    assert ("stage sft: the contents of its input data (changed: the file) changed since it ran; "
+            "running it again, and every stage after it") in caplog.text
+    assert not (run_dir / "sft" / "checkpoints").exists()
+    manifest = json.loads((run_dir / "sft" / "manifest.json").read_text())
+    recorded = manifest["input_fingerprints"]["data"]["files"]["."]
+    assert recorded["size"] == (tmp_path / "demo.jsonl").stat().st_size
+
+
+def test_reuse_checks_the_artifacts_are_intact_and_inside_the_run(tmp_path, caplog):
+    run_dir = tmp_path / "run"
+    run_pipeline(config(tmp_path, two_stages()), run_dir, "test")
+    model = run_dir / "sft" / "model.json"
+    manifest = json.loads((run_dir / "sft" / "manifest.json").read_text())
+    assert manifest["artifact_checksums"]["model"]["files"]["."]["size"] == model.stat().st_size
+    with open(model, "r+b") as f:  # a few bytes overwritten in place, same size
+        f.seek(2)
+        f.write(b"XX")
+    CALLS.clear()
+    with caplog.at_level("WARNING", logger="framework"):
+        run_pipeline(config(tmp_path, two_stages()), run_dir, "test")
+    assert CALLS == ["sft", "rm"]
+    assert f"stage sft: its artifact 'model' ({model}) was modified after it was written " \
+           f"(changed: the file)" in caplog.text
+    # touched but unchanged: rehashed, found equal, reused
+    model.touch()
+    CALLS.clear()
+    run_pipeline(config(tmp_path, two_stages()), run_dir, "test")
+    assert CALLS == []
+    # a manifest pointing outside the run directory is not trusted
+    manifest = json.loads((run_dir / "rm" / "manifest.json").read_text())
+    outside = tmp_path / "elsewhere.json"
+    outside.write_text("{}")
+    manifest["artifacts"]["model"]["location"] = str(outside)
+    (run_dir / "rm" / "manifest.json").write_text(json.dumps(manifest))
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="framework"):
+        run_pipeline(config(tmp_path, two_stages()), run_dir, "test")
+    assert CALLS == ["rm"]
+    assert f"stage rm: its artifact 'model' ({outside}) lies outside the run directory" in caplog.text

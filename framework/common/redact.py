@@ -156,3 +156,22 @@ def redact_yaml_file(path) -> None:
     clean = redact(data)
     if clean != data:
         write_text_atomic(path, yaml.safe_dump(clean, sort_keys=False))
+
+
+def pickle_redacted(cls: type) -> None:
+    """Objects of `cls` pickle with their secrets redacted: transformers' Trainer saves its
+    TrainingArguments (hub_token included) as `training_args.bin` in every checkpoint and in the
+    saved model, with torch.save, which goes through copyreg. In memory they keep their values."""
+    import copyreg
+
+    copyreg.pickle(cls, _redacted_reduce)
+
+
+def _redacted_reduce(obj):
+    return _rebuild, (type(obj), redact(dict(vars(obj))))
+
+
+def _rebuild(cls: type, state: dict):
+    obj = cls.__new__(cls)
+    vars(obj).update(state)
+    return obj

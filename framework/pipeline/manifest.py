@@ -1,9 +1,11 @@
 """Per-stage manifests and the run's summary.json.
 
-A stage folder's `manifest.json` records its status, config hash, metrics and artifacts. A
-stage is reused on a later run only if its manifest says done with the same hash and its
-artifacts still exist. The hash chains through the previous stage's hash, so a change re-runs
-that stage and every stage after it.
+A stage folder's `manifest.json` records its status, config hash, metrics, artifacts, the
+fingerprints of its local inputs (data files' contents) and the checksums of its artifacts. A
+stage is reused on a later run only if its manifest says done with the same hash (config,
+inputs and the inputs' contents), its artifacts lie in the run directory and are unchanged
+(framework.pipeline.fingerprints). The hash chains through the previous stage's hash, so a
+change re-runs that stage and every stage after it.
 """
 
 from __future__ import annotations
@@ -16,13 +18,17 @@ from typing import Any, Mapping, Optional
 from framework.artifacts import Artifact
 from framework.common.files import read_json, write_json_atomic
 from framework.common.redact import redact
+from framework.pipeline.fingerprints import differences, fingerprint, local_path
 
 MANIFEST = "manifest.json"
 SUMMARY = "summary.json"
 
 
-def config_hash(node: Mapping, inputs: Mapping[str, Any], previous: str, seed: int) -> str:
-    payload = {"node": node, "inputs": inputs, "previous": previous, "seed": seed}
+def config_hash(node: Mapping, inputs: Mapping[str, Any], previous: str, seed: int,
+                contents: Optional[Mapping[str, str]] = None) -> str:
+    """`contents`: input name -> the digest of its local files' contents."""
+    payload = {"node": node, "inputs": inputs, "previous": previous, "seed": seed,
+               "contents": dict(contents or {})}
     blob = json.dumps(payload, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()
 
@@ -50,22 +56,61 @@ def recorded_hash(stage_dir: Path) -> Optional[str]:
     return record.get("config_hash") if record else None
 
 
-def read_reusable(stage_dir: Path, run_dir: Path, expected_hash: str) -> Optional[dict]:
-    """The manifest of a finished stage with this hash whose artifacts exist, else None."""
-    record = read_json(stage_dir / MANIFEST)
-    if not record or record.get("status") != "done" or record.get("config_hash") != expected_hash:
-        return None
+def read_record(stage_dir: Path) -> dict:
+    return read_json(stage_dir / MANIFEST) or {}
+
+
+def input_fingerprints(inputs: Mapping[str, Artifact], external: set[str],
+                       record: Mapping) -> dict[str, dict]:
+    """Fingerprints of the `external` inputs (the model and data sources, not earlier stages'
+    outputs) that are local files or folders; `record`'s earlier ones save rehashing."""
+    earlier = record.get("input_fingerprints") or {}
+    out = {}
+    for name in sorted(external):
+        path = local_path(inputs[name].location)
+        if path is not None:
+            out[name] = fingerprint(path, earlier.get(name))
+    return out
+
+
+def artifact_checksums(artifacts: Mapping[str, Artifact]) -> dict[str, dict]:
+    return {name: fingerprint(Path(a.location)) for name, a in artifacts.items()
+            if Path(a.location).exists()}
+
+
+def reuse(stage_dir: Path, run_dir: Path, expected_hash: str,
+          fingerprints: Mapping[str, dict]) -> tuple[Optional[dict], Optional[str]]:
+    """(the manifest of a finished stage that can be reused, None) or (None, why not; None
+    when the stage never ran or did not finish)."""
+    record = read_record(stage_dir)
+    if not record or record.get("status") != "done":
+        return None, None
+    if record.get("config_hash") != expected_hash:
+        earlier = record.get("input_fingerprints") or {}
+        changed = [f"{name} ({differences(earlier[name], fp)})" for name, fp in fingerprints.items()
+                   if name in earlier and earlier[name]["digest"] != fp["digest"]]
+        if changed:
+            return None, f"the contents of its input {', '.join(changed)} changed since it ran"
+        return None, "its config or inputs changed since it ran"
     artifacts = {}
+    checksums = record.get("artifact_checksums") or {}
     for name, data in (record.get("artifacts") or {}).items():
         artifact = Artifact.from_json(data)
+        if Path(artifact.location).is_absolute():
+            return None, (f"its artifact {name!r} ({artifact.location}) lies outside the run "
+                          f"directory")
         path = run_dir / artifact.location
-        if not Path(artifact.location).is_absolute() and path.exists():
-            artifact = Artifact(artifact.kind, str(path), artifact.meta)
-        elif not Path(artifact.location).exists():
-            return None
-        artifacts[name] = artifact
+        if not path.exists():
+            return None, f"its artifact {name!r} ({path}) is missing"
+        if name not in checksums:
+            return None, f"its artifact {name!r} has no recorded checksum"
+        now = fingerprint(path, checksums[name])
+        if now["digest"] != checksums[name]["digest"]:
+            return None, (f"its artifact {name!r} ({path}) was modified after it was written "
+                          f"({differences(checksums[name], now)})")
+        artifacts[name] = Artifact(artifact.kind, str(path), artifact.meta)
     record["artifacts"] = artifacts
-    return record
+    return record, None
 
 
 def write_summary(run_dir: Path, summary: dict) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import time
@@ -16,9 +17,11 @@ from framework.pipeline.large_models import apply_large_model_adapter
 from framework.common import signals
 from framework.common.files import write_text_atomic
 from framework.pipeline.manifest import (
-    config_hash, read_reusable, recorded_hash, write_manifest, write_summary)
+    artifact_checksums, config_hash, input_fingerprints, read_record, recorded_hash, reuse,
+    write_manifest, write_summary)
 from framework.common.redact import redacted_config, remember_secrets
 from framework.pipeline.plan import OutputRef, PlannedStage, build_plan
+from framework.pipeline.run_lock import run_dir_lock
 from framework.stage import StageContext, StageResult
 
 log = logging.getLogger("framework")
@@ -32,6 +35,13 @@ def run_pipeline(cfg: DictConfig, run_dir: Path, recipe: str) -> dict:
     plan = build_plan(cfg)  # raises ConfigError before anything heavy happens
     run_dir.mkdir(parents=True, exist_ok=True)
     leader = _leads(cfg)
+    # machine 0 keeps the books; the other machines of a multi-machine run share the folder
+    with run_dir_lock(run_dir) if leader else contextlib.nullcontext():
+        return _run_plan(plan, cfg, run_dir, recipe, leader)
+
+
+def _run_plan(plan: list[PlannedStage], cfg: DictConfig, run_dir: Path, recipe: str,
+              leader: bool) -> dict:
     # resolved (the values used), with secrets redacted: see framework.common.redact
     if leader:
         write_text_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(redacted_config(cfg)))
@@ -42,10 +52,13 @@ def run_pipeline(cfg: DictConfig, run_dir: Path, recipe: str) -> dict:
     with signals.stop_on_signals():  # SIGINT/SIGTERM: checkpoint, then stop (see signals.py)
         for i, planned in enumerate(plan):
             inputs = {k: _concrete(v, produced) for k, v in planned.inputs.items()}
+            external = {k for k, v in planned.inputs.items() if not isinstance(v, OutputRef)}
+            fingerprints = input_fingerprints(inputs, external, read_record(run_dir / planned.name))
             digest = config_hash(planned.node, {k: a.to_json() for k, a in inputs.items()},
-                                 previous_hash, cfg.seed)
-            entry = _run_or_reuse(planned, inputs, digest, cfg, run_dir, summary, upstream_ran,
-                                  leader)
+                                 previous_hash, cfg.seed,
+                                 {k: f["digest"] for k, f in fingerprints.items()})
+            entry = _run_or_reuse(planned, inputs, digest, fingerprints, cfg, run_dir, summary,
+                                  upstream_ran, leader)
             upstream_ran = upstream_ran or entry["status"] == "done"
             produced[planned.name] = entry["artifacts"]
             previous_hash = digest
@@ -57,11 +70,15 @@ def run_pipeline(cfg: DictConfig, run_dir: Path, recipe: str) -> dict:
     return summary
 
 
-def _run_or_reuse(planned: PlannedStage, inputs, digest, cfg, run_dir: Path, summary,
-                  upstream_ran: bool, leader: bool = True) -> dict:
+def _run_or_reuse(planned: PlannedStage, inputs, digest, fingerprints, cfg, run_dir: Path,
+                  summary, upstream_ran: bool, leader: bool = True) -> dict:
     stage_dir = run_dir / planned.name
     write_manifest, write_summary = _bookkeeping(leader)
-    reusable = None if upstream_ran else read_reusable(stage_dir, run_dir, digest)
+    reusable, why_not = (None, None) if upstream_ran else reuse(stage_dir, run_dir, digest,
+                                                                 fingerprints)
+    if why_not:
+        log.warning("stage %s: %s; running it again, and every stage after it", planned.name,
+                    why_not)
     if reusable is not None:
         log.info("stage %s: already done with the same config, skipped", planned.name)
         entry = {"status": "skipped", "seconds": 0.0, "metrics": reusable["metrics"],
@@ -76,8 +93,9 @@ def _run_or_reuse(planned: PlannedStage, inputs, digest, cfg, run_dir: Path, sum
     ctx = stage_context(planned, run_dir, cfg)
     stage_dir.mkdir(parents=True, exist_ok=True)
     record = {"stage": planned.name, "plugin": planned.plugin, "config_hash": digest,
-              "inputs": {k: a.to_json() for k, a in inputs.items()}, "status": "running",
-              "metrics": {}, "artifacts": {}}
+              "inputs": {k: a.to_json() for k, a in inputs.items()},
+              "input_fingerprints": fingerprints, "status": "running", "metrics": {},
+              "artifacts": {}}
     write_manifest(stage_dir, run_dir, record)
     start = time.monotonic()
     try:
@@ -97,7 +115,8 @@ def _run_or_reuse(planned: PlannedStage, inputs, digest, cfg, run_dir: Path, sum
         raise
     seconds = time.monotonic() - start
     record.update(status="done", seconds=seconds, metrics=result.metrics,
-                  artifacts=result.artifacts)
+                  artifacts=result.artifacts,
+                  artifact_checksums=artifact_checksums(result.artifacts) if leader else {})
     write_manifest(stage_dir, run_dir, record)
     entry = {"status": "done", "seconds": round(seconds, 2), "metrics": result.metrics,
              "artifacts": result.artifacts}

@@ -8,6 +8,7 @@ from typing import Any, Mapping, Optional
 
 import torch
 
+from framework.common.redact import pickle_redacted
 from framework.errors import ConfigError
 from framework.hardware.config import HardwareConfig
 from framework.hardware.training_args import CHECKPOINTING_KEYS
@@ -69,6 +70,7 @@ def build_config(
     problems = value_problems(config)
     if problems:
         raise ConfigError([f"{where}.params.args.{p}" for p in problems])
+    pickle_redacted(config_cls)  # the Trainer pickles it into every checkpoint
     return config
 
 
