@@ -64,3 +64,48 @@ def test_sigkill_in_each_stage_then_the_same_command_resumes(tmp_path, tiny_mode
     assert stages["rl"]["metrics"]["train_steps"] == runs.RL_STEPS
     assert runs.manifest(run_dir, "rl")["status"] == "done"
     assert (run_dir / "rl" / "policy" / "model.safetensors").exists()
+
+
+def test_a_stage_stopped_after_its_final_checkpoint_does_not_train_past_max_steps(
+        tmp_path, tiny_model_dir):
+    """Killed during the final evaluation or save (the last checkpoint written, the model and
+    manifest not): the same command loads that checkpoint instead of training a further step,
+    and ends with an uninterrupted run's step count and weights."""
+    import json
+    import shutil
+
+    from omegaconf import OmegaConf
+    from safetensors.torch import load_file
+
+    from framework.pipeline.runner import run_pipeline
+    from framework.pipeline.schema import RootConfig
+
+    demos = tmp_path / "demos.jsonl"
+    demos.write_text("".join(json.dumps({"prompt": f"Say {i}.", "completion": f"{i} it is."})
+                             + "\n" for i in range(8)))
+
+    def cfg():
+        return OmegaConf.merge(OmegaConf.structured(RootConfig), {
+            "model": {"name_or_path": str(tiny_model_dir)},
+            "data": {"demos": {"kind": "demonstrations", "path": str(demos), "eval_fraction": 0.25}},
+            "stages": {"sft": {"plugin": "sft", "inputs": {"model": "model", "data": "data.demos"},
+                               "params": {"args": {"max_steps": 2, "save_steps": 1,
+                                                   "logging_steps": 1,
+                                                   "per_device_train_batch_size": 2}}}}})
+
+    whole = run_pipeline(cfg(), tmp_path / "whole", "t")["stages"]["sft"]["metrics"]
+    run = tmp_path / "stopped"
+    run_pipeline(cfg(), run, "t")
+    manifest = json.loads((run / "sft" / "manifest.json").read_text())
+    (run / "sft" / "manifest.json").write_text(json.dumps({**manifest, "status": "running"}))
+    shutil.rmtree(run / "sft" / "model")  # as if killed while saving it
+    again = run_pipeline(cfg(), run, "t")["stages"]["sft"]
+    assert again["status"] == "done"
+    assert again["metrics"]["train_steps"] == whole["train_steps"] == 2
+    assert again["metrics"]["train_loss"] == pytest.approx(whole["train_loss"])
+    assert again["metrics"]["eval_loss"] == pytest.approx(whole["eval_loss"])
+    state = json.loads((run / "sft" / "checkpoints" / "checkpoint-2" / "trainer_state.json").read_text())
+    assert state["global_step"] == 2 and not (run / "sft" / "checkpoints" / "checkpoint-3").exists()
+    a = load_file(str(tmp_path / "whole" / "sft" / "model" / "model.safetensors"))
+    b = load_file(str(run / "sft" / "model" / "model.safetensors"))
+    assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)

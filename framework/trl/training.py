@@ -4,6 +4,7 @@ gradient without ever saving the bad state."""
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import re
@@ -89,6 +90,8 @@ def train(trainer, checkpoints: Path, where: str, logger: logging.Logger):
     """`trainer.train()`, resumed from the last complete checkpoint under `checkpoints`.
     Raises TrainingDiverged or TrainingInterrupted (after the Trainer saved a checkpoint)."""
     resume = last_complete_checkpoint(checkpoints, logger)
+    if resume and _is_final(resume):
+        return _load_final(trainer, resume, where, logger)
     if resume:
         logger.info("%s: resuming from %s", where, resume)
     guard = GuardCallback()
@@ -113,6 +116,40 @@ def train(trainer, checkpoints: Path, where: str, logger: logging.Logger):
             f"{state.max_steps}, after saving the checkpoint {last}.",
             signal_name=guard.stopped_by, step=state.global_step, checkpoint=last)
     return output
+
+
+def _is_final(checkpoint: str) -> bool:
+    """Whether the checkpoint was saved at the last step: the run was stopped after it (during
+    the final evaluation or save)."""
+    state = json.loads((Path(checkpoint) / COMPLETE_MARKER).read_text(encoding="utf-8"))
+    return state.get("max_steps", 0) > 0 and state["global_step"] >= state["max_steps"]
+
+
+def _load_final(trainer, checkpoint: str, where: str, logger: logging.Logger):
+    """The final checkpoint's weights and state, without training: the Trainer resumed from a
+    checkpoint at max_steps would still take a step (it skips the epoch's first batches, then
+    trains on the next one). The Trainer's mean training loss is not kept in a checkpoint; it is
+    rebuilt from the logged interval means when the last one was logged at the final step, else
+    it is None (unknown)."""
+    from transformers import TrainerState
+    from transformers.trainer_utils import TrainOutput
+
+    logger.info("%s: %s is the final checkpoint (step %s); loading it instead of training",
+                where, checkpoint, Path(checkpoint).name.split("-")[-1])
+    trainer._load_from_checkpoint(checkpoint)
+    trainer.state = TrainerState.load_from_json(str(Path(checkpoint) / COMPLETE_MARKER))
+    return TrainOutput(trainer.state.global_step, _mean_logged_loss(trainer.state), {})
+
+
+def _mean_logged_loss(state) -> Optional[float]:
+    logged = [(e["step"], e["loss"]) for e in state.log_history if "loss" in e and "step" in e]
+    if not logged or logged[-1][0] != state.global_step:
+        return None
+    total, previous = 0.0, 0
+    for step, loss in logged:  # each logged loss is the mean over the steps since the last log
+        total += loss * (step - previous)
+        previous = step
+    return total / state.global_step
 
 
 def _veto(control) -> None:

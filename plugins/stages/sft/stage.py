@@ -151,10 +151,13 @@ def check_lengths(tokenizer, max_length, train, evaluation, report, where: str, 
     return kept[0], kept[1]
 
 
-def final_train_loss(log_history: list[dict], mean_loss: Optional[float]) -> float:
-    """The last logged training loss; the run's mean when no step was logged (short runs)."""
+def final_train_loss(log_history: list[dict], mean_loss: Optional[float]) -> Optional[float]:
+    """The last logged training loss; the run's mean when no step was logged (short runs), None
+    when neither is known (a run loaded from its final checkpoint, framework.trl.training)."""
     logged = [entry["loss"] for entry in log_history if "loss" in entry]
-    return float(logged[-1]) if logged else float(mean_loss)
+    if logged:
+        return float(logged[-1])
+    return None if mean_loss is None else float(mean_loss)
 
 
 def prompt_length(tokenizer, prompt: list[dict]) -> int:
