@@ -12,12 +12,42 @@ from pathlib import Path
 log = logging.getLogger("framework")
 
 
+COMMANDS = {"list": "installed plugins, artifact kinds, data formats, recipes and config options",
+            "memory": "each stage's peak device memory, without loading weights "
+                      "(python -m framework memory --help)"}
+USAGE = f"""usage: python -m framework +recipe=NAME [KEY=VALUE ...]   run a recipe (Hydra overrides)
+       python -m framework COMMAND [...]
+
+commands:
+{chr(10).join(f"  {name:<8} {text}" for name, text in COMMANDS.items())}
+
+Examples:
+  python -m framework +recipe=instructgpt
+  python -m framework +recipe=instructgpt stages.sft.params.args.num_train_epochs=3
+  python -m framework +recipe=instructgpt --cfg job      # print the composed config
+  python -m framework list
+Hydra's own options follow (--cfg, --multirun/-m, --config-dir, ...).
+"""
+
+
 def main() -> None:
-    if len(sys.argv) > 1 and sys.argv[1] == "list":
+    first = sys.argv[1] if len(sys.argv) > 1 else ""
+    if first in ("-h", "--help"):
+        print(USAGE)
+    elif first and not first.startswith("-") and "=" not in first and first not in COMMANDS:
+        import difflib
+
+        close = difflib.get_close_matches(first, list(COMMANDS), n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        print(f"python -m framework: {first!r} is not a command.{hint} Commands: "
+              f"{', '.join(COMMANDS)}; or run a recipe with +recipe=NAME "
+              f"(python -m framework --help).", file=sys.stderr)
+        sys.exit(2)
+    if first == "list":
         from framework.listing import print_listing
 
         sys.exit(print_listing())
-    if len(sys.argv) > 1 and sys.argv[1] == "memory":
+    if first == "memory":
         from framework.memory.command import main as memory_main
 
         sys.exit(memory_main(sys.argv[2:]))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from typing import Any, ClassVar, Mapping
 
 from omegaconf import DictConfig, OmegaConf
@@ -39,6 +40,16 @@ def parse_dataclass(schema: type, node: Any, where: str):
         node = {}
     if not isinstance(node, (Mapping, DictConfig)):
         raise ConfigError(f"{where}: expected a mapping of parameters, got {node!r}.")
+    valid = [f.name for f in dataclasses.fields(schema)]
+    unknown = [str(k) for k in node if str(k) not in valid]
+    if unknown:  # every one at once, each with its closest match
+        problems = []
+        for key in unknown:
+            close = difflib.get_close_matches(key, valid, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            problems.append(f"{where}.{key}: not a parameter.{hint} Valid keys: "
+                            f"{', '.join(valid) or 'none'}.")
+        raise ConfigError(problems)
     try:
         merged = OmegaConf.merge(OmegaConf.structured(schema), node)
         return OmegaConf.to_object(merged)

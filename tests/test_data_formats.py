@@ -163,3 +163,24 @@ def test_a_registered_format_is_detected_and_parsed():
         formats.unregister("demonstrations.qa_test")
     with pytest.raises(Exception, match=r"format 'qa_test' is not a demonstrations format"):
         to_prompt_completion(rows, "qa_test", "data.d")
+
+
+def test_a_killed_conversion_leaves_no_temporary_folder_for_ever(tmp_path):
+    from framework.models.embedded import remove_stale_conversions
+
+    stale = tmp_path / ".smollm2-135m-instruct-abc123"
+    stale.mkdir()
+    (stale / "model.safetensors").write_bytes(b"0" * 1000)
+    other = tmp_path / ".another-model-xyz"
+    other.mkdir()
+    assert remove_stale_conversions("smollm2-135m-instruct", tmp_path) == [stale]
+    assert not stale.exists() and other.exists()
+
+
+def test_string_ranks_are_named_as_not_integers():
+    from framework.data.comparisons import to_pairs
+
+    rows = datasets.Dataset.from_dict({"prompt": ["Q"], "responses": [["a", "b"]],
+                                       "ranks": [["1", "2"]]})
+    with pytest.raises(DataError, match=r"ranks.*\['1', '2'\] must be a list of integers"):
+        to_pairs(rows, "auto", "data.c")

@@ -183,3 +183,29 @@ def test_setup_errors_name_the_input(rm_dir, tiny_model_dir):
         src.setup({}, device="cpu")
     with pytest.raises(ConfigError, match=r"^reward\.inputs\.reward_model: .* has num_labels=2 .* wire the reward-model stage"):
         src.setup({"reward_model": Artifact(MODEL, str(tiny_model_dir))}, device="cpu")
+
+
+def test_a_function_that_cannot_score_is_refused_at_planning():
+    """`os:system` is callable but takes one argument: refused with its signature."""
+    from framework_plugins.reward_sources.function import FunctionReward
+
+    source = FunctionReward(FunctionReward.parse_config({"function": "os:system"}, "r"))
+    with pytest.raises(ConfigError, match=r"^r\.function: 'os:system' has the signature "
+                                          r"\(command\), which cannot be called as "
+                                          r"f\(prompt: str, response: str\) -> float\."):
+        source.check("r")
+    ok = FunctionReward(FunctionReward.parse_config(
+        {"function": "framework.data.builtin.labeler:score"}, "r"))
+    ok.check("r")
+
+
+def test_every_unknown_param_is_reported_at_once():
+    from framework_plugins.reward_sources.function import FunctionReward
+
+    with pytest.raises(ConfigError) as err:
+        FunctionReward.parse_config({"function": "f:g", "normalize": True, "calibraton_size": 3},
+                                    "stages.rl.params.reward.params")
+    assert err.value.problems == [
+        "stages.rl.params.reward.params.normalize: not a parameter. Valid keys: function, batched.",
+        "stages.rl.params.reward.params.calibraton_size: not a parameter. Valid keys: function, "
+        "batched."]

@@ -118,11 +118,14 @@ def ranking_row(row: dict, where: str, i: int) -> ParsedRow:
     ranks = row.get("ranks")  # optional: absent means best first
     if ranks is not None:
         k = len(texts)
-        if (
-            not isinstance(ranks, list)
-            or not all(isinstance(r, int) and not isinstance(r, bool) for r in ranks)
-            or sorted(ranks) != list(range(1, k + 1))
-        ):
+        if not isinstance(ranks, list) or not all(
+                isinstance(r, int) and not isinstance(r, bool) for r in ranks):
+            raise row_error(
+                where, i, "ranks", f"{ranks!r} must be a list of integers",
+                f"give each of the {k} responses a distinct integer rank from 1 (best) to {k} "
+                f"(worst), e.g. [2, 1, 3], not strings",
+            )
+        if sorted(ranks) != list(range(1, k + 1)):
             raise row_error(
                 where, i, "ranks", f"{ranks!r} is not a permutation of 1..{k}",
                 f"give each of the {k} responses a distinct rank from 1 (best) to {k} (worst)",

@@ -93,9 +93,19 @@ def _converted(name: str) -> Path:
 
     target.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(target) + ".lock"):  # several processes may start at once
+        remove_stale_conversions(name, target.parent)
         if not (target / "config.json").exists():
             _convert_gguf(name, target)
     return target
+
+
+def remove_stale_conversions(name: str, folder: Path) -> list[Path]:
+    """Temporary folders of conversions that were killed (a 514 MB model each). Called under
+    the conversion lock, so no live conversion owns one."""
+    stale = [p for p in folder.glob(f".{name}-*") if p.is_dir()]
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True)
+    return stale
 
 
 def _convert_gguf(name: str, target: Path) -> None:

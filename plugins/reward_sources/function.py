@@ -10,6 +10,7 @@ number per pair.
 from __future__ import annotations
 
 import importlib
+import inspect
 import math
 from dataclasses import dataclass
 from typing import Callable, Sequence
@@ -48,6 +49,23 @@ def resolve_function(spec: str, where: str) -> Callable:
     return obj
 
 
+def check_signature(fn: Callable, name: str, batched: bool, where: str) -> None:
+    """The callable must take (prompt, response), or two lists with batched: true; anything else
+    (os:system, a class, ...) is refused at planning. Recipes and overrides are trusted code:
+    this guards against mistakes, not against an attacker who can edit them."""
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return  # a builtin without a signature: it is called and its result checked
+    try:
+        signature.bind("prompt", "response")
+    except TypeError:
+        form = "f(prompts: list[str], responses: list[str]) -> list[float]" if batched else \
+            "f(prompt: str, response: str) -> float"
+        raise ConfigError(f"{where}: {name!r} has the signature {signature}, which cannot be "
+                          f"called as {form}.") from None
+
+
 class FunctionReward(RewardSource):
     @dataclass
     class Config:
@@ -59,7 +77,9 @@ class FunctionReward(RewardSource):
         self._fn = None
 
     def check(self, where: str) -> None:
-        self._fn = resolve_function(self.config.function, f"{where}.function")
+        fn = resolve_function(self.config.function, f"{where}.function")
+        check_signature(fn, self.config.function, self.config.batched, f"{where}.function")
+        self._fn = fn
 
     def setup(self, inputs=None, device=None, model_cfg=None) -> None:
         if self._fn is None:
