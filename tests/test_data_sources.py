@@ -135,3 +135,46 @@ def test_hub_failure_names_the_source():
     source = DataSourceConfig(path="nobody-xyz/no-such-set", subset="main")
     with pytest.raises(DataError, match=r"data\.d\.path: could not load split 'train' of 'nobody-xyz/no-such-set' \(subset 'main'\)"):
         load_rows(source, "data.d")
+
+
+def test_compressed_files_are_read_and_archives_named(tmp_path):
+    """gzip, bz2 and xz files are read as they are; an archive is an error naming it, never
+    ignored or misread as text."""
+    import bz2
+    import gzip
+    import lzma
+
+    from framework.data import DataSourceConfig, check_source, load_rows
+    from framework.errors import ConfigError, DataError
+
+    rows = [{"prompt": f"Q{i}", "completion": f"A{i}"} for i in range(3)]
+    text = "".join(json.dumps(r) + "\n" for r in rows).encode()
+    for suffix, module in ((".gz", gzip), (".bz2", bz2), (".xz", lzma)):
+        path = tmp_path / f"alone.jsonl{suffix}"
+        path.write_bytes(module.compress(text))
+        source = DataSourceConfig(kind="demonstrations", path=str(path))
+        check_source(source, "data.d")
+        train, _ = load_rows(source, "data.d")
+        assert train["prompt"] == ["Q0", "Q1", "Q2"], suffix
+    # beside train.jsonl in a directory: read as part of its split, not skipped in silence
+    folder = tmp_path / "dir"
+    folder.mkdir()
+    (folder / "train.jsonl").write_bytes(text)
+    (folder / "train-more.jsonl.gz").write_bytes(gzip.compress(
+        (json.dumps({"prompt": "Q9", "completion": "A9"}) + "\n").encode()))
+    train, _ = load_rows(DataSourceConfig(kind="demonstrations", path=str(folder)), "data.d")
+    assert sorted(train["prompt"]) == ["Q0", "Q1", "Q2", "Q9"]
+    # CSV compressed too
+    csv = tmp_path / "rows.csv.gz"
+    csv.write_bytes(gzip.compress(b"prompt,completion\nhello,world\n"))
+    train, _ = load_rows(DataSourceConfig(kind="demonstrations", path=str(csv)), "data.d")
+    assert train["prompt"] == ["hello"]
+    # archives: named, with the fix
+    (folder / "extra.zip").write_bytes(b"PK\x03\x04")
+    with pytest.raises((ConfigError, DataError), match=r"holds archive\(s\) 'extra\.zip', which "
+                                                       r"are not read; extract them"):
+        check_source(DataSourceConfig(kind="demonstrations", path=str(folder)), "data.d")
+    zipped = tmp_path / "rows.zip"
+    zipped.write_bytes(b"PK\x03\x04")
+    with pytest.raises((ConfigError, DataError), match=r"is a \.zip archive, which is not read"):
+        check_source(DataSourceConfig(kind="demonstrations", path=str(zipped)), "data.d")

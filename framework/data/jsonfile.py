@@ -9,6 +9,7 @@ the 1-based line and what is wrong, and the rows keep their exact JSON values.
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
 from typing import Callable
@@ -26,6 +27,27 @@ _UTF8_FIX = (
 _JSONL_FIX = "write one JSON object per line, e.g. {\"prompt\": \"...\", \"completion\": \"...\"}"
 
 
+# compressed data files are read through the standard library's decompressors
+COMPRESSIONS = {".gz": "gzip", ".bz2": "bz2", ".xz": "lzma"}
+ARCHIVES = (".zip", ".zst", ".7z", ".tar", ".tgz", ".lz4", ".br")  # not read: named as such
+
+
+def data_suffix(path: Path) -> tuple[str, str | None]:
+    """(the data extension, the compression module or None): train.jsonl.gz -> (.jsonl, gzip)."""
+    suffix = path.suffix.lower()
+    if suffix in COMPRESSIONS:
+        return Path(path.stem).suffix.lower(), COMPRESSIONS[suffix]
+    return suffix, None
+
+
+def open_data(path: Path):
+    """A binary file object of the file's data, decompressed if it is compressed."""
+    module = data_suffix(path)[1]
+    if module is None:
+        return open(path, "rb")
+    return importlib.import_module(module).open(path, "rb")
+
+
 def read_json_rows(
     path: Path, where: str, bad: Callable[[BadRowError], None], first_row: int = 0
 ) -> tuple[list[dict], list[int], int]:
@@ -36,9 +58,9 @@ def read_json_rows(
     they stay the source's own when bad rows are skipped. Each bad line goes to `bad`, which
     raises (on_bad_row: error) or records it and lets reading go on (skip).
     """
-    with open(path, "rb") as f:
+    with open_data(path) as f:
         start = f.read(64).lstrip(_BOM).lstrip()
-    if path.suffix.lower() == ".json" and start.startswith(b"["):
+    if data_suffix(path)[0] == ".json" and start.startswith(b"["):
         return _read_list(path, where, bad, first_row)
     return _read_lines(path, where, bad, first_row)
 
@@ -47,7 +69,7 @@ def _read_lines(path: Path, where: str, bad, first_row: int) -> tuple[list[dict]
     rows, numbers = [], []
     number = first_row
     offset = 0  # byte offset of the current line in the file
-    with open(path, "rb") as f:
+    with open_data(path) as f:
         for lineno, raw in enumerate(f, start=1):
             line_offset, offset = offset, offset + len(raw)
             body = raw[len(_BOM):] if lineno == 1 and raw.startswith(_BOM) else raw
@@ -88,7 +110,8 @@ def _read_lines(path: Path, where: str, bad, first_row: int) -> tuple[list[dict]
 def _read_list(path: Path, where: str, bad, first_row: int) -> tuple[list[dict], list[int], int]:
     """A .json file holding one list. It parses whole, so a bad byte or a syntax error spoils
     every row: that is an error even with on_bad_row: skip."""
-    data = path.read_bytes()
+    with open_data(path) as f:
+        data = f.read()
     data = data[len(_BOM):] if data.startswith(_BOM) else data
     try:
         text = data.decode("utf-8")

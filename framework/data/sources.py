@@ -18,7 +18,8 @@ import numpy as np
 from framework.artifacts import Artifact
 from framework.data.config import DataSourceConfig
 from framework.data.formats import AUTO, data_kinds, formats_of
-from framework.data.jsonfile import read_json_rows, rows_to_dataset
+from framework.data.jsonfile import (
+    ARCHIVES, COMPRESSIONS, data_suffix, read_json_rows, rows_to_dataset)
 from framework.data.report import ON_BAD_ROW, BadRows, SourceReport, log_skipped
 from framework.errors import ConfigError, DataError
 
@@ -44,7 +45,7 @@ def is_local(path: str) -> bool:
     return (
         p.exists()
         or path.startswith(("/", "./", "../", "~"))
-        or p.suffix.lower() in LOCAL_BUILDERS
+        or data_suffix(p)[0] in LOCAL_BUILDERS
     )
 
 
@@ -111,10 +112,14 @@ def _check_path(source: DataSourceConfig, where: str) -> list[str]:
             f"{', '.join(BUILTIN_PREFIX + n for n in builtin_names())}."
         ]
     if p.is_file():
-        if p.suffix.lower() not in LOCAL_BUILDERS:
+        if p.suffix.lower() in ARCHIVES:
+            return [f"{where}.path: {path!r} is a {p.suffix} archive, which is not read; "
+                    f"extract it, or compress the file with gzip, bz2 or xz instead (read as is)."]
+        if data_suffix(p)[0] not in LOCAL_BUILDERS:
             return [
                 f"{where}.path: {path!r} has an unsupported extension; use one of "
-                f"{', '.join(LOCAL_BUILDERS)}."
+                f"{', '.join(LOCAL_BUILDERS)}, optionally compressed "
+                f"({', '.join(COMPRESSIONS)})."
             ]
         return _single_file_split_problems(source, where)
     try:
@@ -142,7 +147,15 @@ def _single_file_split_problems(source: DataSourceConfig, where: str) -> list[st
 
 
 def _directory_builder(directory: Path, where: str) -> str:
-    suffixes = {p.suffix.lower() for p in directory.rglob("*") if p.is_file()}
+    files = [p for p in directory.rglob("*") if p.is_file()
+             and not any(part.startswith(".") for part in p.relative_to(directory).parts)]
+    archives = [str(p.relative_to(directory)) for p in files if p.suffix.lower() in ARCHIVES]
+    if archives:
+        raise DataError(
+            f"{where}.path: the directory {str(directory)!r} holds archive(s) "
+            f"{', '.join(map(repr, archives[:10]))}, which are not read; extract them or move "
+            f"them out (files compressed with gzip, bz2 or xz are read as they are).")
+    suffixes = {data_suffix(p)[0] for p in files}
     extensions = suffixes & set(LOCAL_BUILDERS)
     builders = {LOCAL_BUILDERS[e] for e in extensions}
     if len(builders) != 1:
@@ -241,10 +254,11 @@ def _load_split(
         if is_local(path):
             p = Path(path).expanduser()
             if p.is_file():
-                if LOCAL_BUILDERS[p.suffix.lower()] == "json":
+                builder = LOCAL_BUILDERS[data_suffix(p)[0]]
+                if builder == "json":
                     return _json_files([p], where, bad)
                 return _with_utf8_check(p, where, lambda: datasets.load_dataset(
-                    LOCAL_BUILDERS[p.suffix.lower()], data_files=str(p), split="train")), None
+                    builder, data_files=str(p), split="train")), None
             builder = _directory_builder(p, where)
             _split_files_of(p, where)  # no data file may be left out silently
             if builder == "json":
@@ -292,7 +306,7 @@ def _split_files_of(directory: Path, where: str) -> dict[str, list[str]]:
     assigned = {Path(f).resolve() for paths in files.values() for f in paths}
     stray = sorted(
         str(f.relative_to(directory)) for f in directory.rglob("*")
-        if f.is_file() and f.suffix.lower() in LOCAL_BUILDERS and f.resolve() not in assigned
+        if f.is_file() and data_suffix(f)[0] in LOCAL_BUILDERS and f.resolve() not in assigned
         and f.name not in FILES_TO_IGNORE  # metadata such as config.json, never data
         and not any(part.startswith(".") for part in f.relative_to(directory).parts)
     )
@@ -323,7 +337,7 @@ def _with_utf8_check(path: Path, where: str, load: Callable[[], datasets.Dataset
     try:
         return load()
     except Exception as exc:
-        found = _first_bad_utf8(path) if path.suffix.lower() == ".csv" else None
+        found = _first_bad_utf8(path) if data_suffix(path) == (".csv", None) else None
         if found is None:
             raise
         line, column, byte = found
