@@ -226,3 +226,22 @@ def test_reuse_checks_the_artifacts_are_intact_and_inside_the_run(tmp_path, capl
         run_pipeline(config(tmp_path, two_stages()), run_dir, "test")
     assert CALLS == ["rm"]
     assert f"stage rm: its artifact 'model' ({outside}) lies outside the run directory" in caplog.text
+
+
+def test_a_bad_row_in_a_later_stages_data_stops_the_run_before_any_stage(tmp_path):
+    """Every local data source's rows are parsed at planning: a malformed comparisons file is
+    not found only after SFT trained."""
+    cfg = config(tmp_path, {
+        "sft": {"plugin": "make_model", "inputs": {"model": "model", "data": "data.demos"}},
+        "use": {"plugin": "use_prompts", "inputs": {"policy": "sft.model", "prompts": "data.prompts"}}})
+    (tmp_path / "prompts.jsonl").write_text(json.dumps({"prompt": "fine"}) + "\n"
+                                           + json.dumps({"prompt": ""}) + "\n")
+    with pytest.raises(ConfigError) as err:
+        run_pipeline(cfg, tmp_path / "run", "test")
+    assert CALLS == []
+    message = "\n".join(err.value.problems)
+    assert f"data.prompts ({tmp_path / 'prompts.jsonl'})" in message and "row 1" in message
+    # with on_bad_row: skip the stage reports it instead, and the run goes ahead
+    cfg.data.prompts.on_bad_row = "skip"
+    run_pipeline(cfg, tmp_path / "run", "test")
+    assert CALLS == ["sft", "use"]

@@ -195,6 +195,26 @@ def load_rows(
     return train, evaluation
 
 
+def check_rows(source: DataSourceConfig, where: str) -> None:
+    """Read and parse every row of a local or builtin source as its stages will, during
+    planning: a malformed row stops the run before any weights load, not after the stages
+    before its own have trained. With `on_bad_row: skip` bad rows are left for the stage to
+    report; a source with no usable row is still an error now. Hub data sets load at their
+    stage."""
+    from framework.data.formats import parse_rows
+
+    if not (source.path.startswith(BUILTIN_PREFIX) or is_local(source.path)):
+        return
+    report = _report_for(source, where, SourceReport(where))  # not logged: the stage reports
+
+    def parse(rows, fmt, described, bad_rows):
+        return parse_rows(source.kind, fmt, rows, described, bad_rows)
+
+    for split in [source.split] + ([source.eval_split] if source.eval_split else []):
+        rows, numbers = _read(source, split, where, report)
+        _normalize(parse, rows, numbers, source, f"{where} ({source.path})", report, split)
+
+
 def _report_for(source: DataSourceConfig, where: str, report: Optional[SourceReport]) -> SourceReport:
     report = report if report is not None else SourceReport(where)
     report.on_bad_row, report.path = source.on_bad_row, source.path

@@ -192,7 +192,7 @@ def _unknown_keys(cfg: DictConfig, problems: list[str]) -> None:
 
 
 def _external_sources(cfg: DictConfig, problems: list[str]) -> dict[str, Artifact]:
-    from framework.data.sources import check_source
+    from framework.data.sources import check_rows, check_source
 
     sources: dict[str, Artifact | None] = {"model": model_artifact(cfg.model)}
     try:
@@ -211,6 +211,7 @@ def _external_sources(cfg: DictConfig, problems: list[str]) -> dict[str, Artifac
         source = DataSourceConfig(**{k: v for k, v in fields.items() if k in known})
         try:
             check_source(source, f"data.{name}")
+            check_rows(source, f"data.{name}")  # every row parsed, before any stage runs
         except FrameworkError as exc:
             problems.append(str(exc))
             sources[f"data.{name}"] = None  # reported here; its consumers are not re-checked
