@@ -70,3 +70,42 @@ def test_sigterm_and_sigint_checkpoint_stop_and_resume(tmp_path, tiny_model_dir)
         ["skipped", "skipped", "done"]
     assert stages["sft"]["metrics"]["train_steps"] == runs.SFT_STEPS
     assert stages["rl"]["metrics"]["train_steps"] == runs.RL_STEPS
+
+
+def test_a_stop_during_a_stages_setup_stops_before_training(tmp_path, tiny_model_dir):
+    """SIGINT while the stage loads its data and model: training never starts, no checkpoint
+    is written, the manifest says interrupted, and the same command then runs it whole."""
+    import json
+
+    from omegaconf import OmegaConf
+
+    from framework.errors import TrainingInterrupted
+    from framework.pipeline.runner import run_pipeline
+    from framework.pipeline.schema import RootConfig
+    from framework_plugins.stages.sft import SFTStage
+
+    demos = tmp_path / "demos.jsonl"
+    demos.write_text("".join(json.dumps({"prompt": f"Say {i}.", "completion": f"{i}."}) + "\n"
+                             for i in range(6)))
+    cfg = OmegaConf.merge(OmegaConf.structured(RootConfig), {
+        "model": {"name_or_path": str(tiny_model_dir)},
+        "data": {"demos": {"kind": "demonstrations", "path": str(demos)}},
+        "stages": {"sft": {"plugin": "sft", "inputs": {"model": "model", "data": "data.demos"},
+                           "params": {"args": {"max_steps": 2, "per_device_train_batch_size": 2}}}}})
+    original = SFTStage.load_data
+
+    def load_data_then_interrupt(self, *args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)  # arrives during setup
+        return original(self, *args, **kwargs)
+
+    run_dir = tmp_path / "run"
+    SFTStage.load_data = load_data_then_interrupt
+    try:
+        with pytest.raises(TrainingInterrupted, match=r"stages\.sft: stopped by SIGINT before "
+                                                       r"training started"):
+            run_pipeline(cfg, run_dir, "t")
+    finally:
+        SFTStage.load_data = original
+    assert list((run_dir / "sft").glob("checkpoints/checkpoint-*")) == []
+    assert json.loads((run_dir / "sft" / "manifest.json").read_text())["status"] == "interrupted"
+    assert run_pipeline(cfg, run_dir, "t")["stages"]["sft"]["metrics"]["train_steps"] == 2

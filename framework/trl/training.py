@@ -89,6 +89,10 @@ class GuardCallback(TrainerCallback):
 def train(trainer, checkpoints: Path, where: str, logger: logging.Logger):
     """`trainer.train()`, resumed from the last complete checkpoint under `checkpoints`.
     Raises TrainingDiverged or TrainingInterrupted (after the Trainer saved a checkpoint)."""
+    name = stop_requested_anywhere()
+    if name:  # asked during the stage's setup (data, model loading): nothing to save yet
+        raise TrainingInterrupted(f"{where}: stopped by {name} before training started; "
+                                  f"nothing was trained or saved.", signal_name=name)
     resume = last_complete_checkpoint(checkpoints, logger)
     if resume and _is_final(resume):
         return _load_final(trainer, resume, where, logger)
