@@ -87,9 +87,30 @@ def _run(cfg) -> None:
     except FrameworkError as exc:
         log.error("%s", exc)
         sys.exit(2)
+    except OSError as exc:  # the machine, not the recipe: a full or read-only disk, a bad path
+        log.debug("traceback", exc_info=True)  # kept in the run's log file, not on the console
+        log.error("%s", os_error_message(exc))
+        sys.exit(2)
     log.info("run directory: %s", run_dir)
     for name, entry in summary["stages"].items():
         log.info("  %-14s %-8s %7.1f s  %s", name, entry["status"], entry["seconds"], entry["metrics"])
+
+
+def os_error_message(exc: OSError) -> str:
+    """One line: what failed, on which file, and what to do."""
+    import errno
+
+    fixes = {errno.ENOSPC: "free space on that disk or set hydra.run.dir to another one; "
+                           "finished stages and checkpoints are kept, so the same command resumes",
+             errno.EROFS: "the disk is read-only: set hydra.run.dir to a writable directory",
+             errno.EACCES: "no permission: fix the file's permissions or choose another path",
+             errno.EPERM: "no permission: fix the file's permissions or choose another path",
+             errno.ELOOP: "a symbolic link points back at itself: fix or remove the link",
+             errno.ENOTDIR: "a path component is a file, not a directory: choose another path",
+             errno.EEXIST: "something is in the way at that path: move it or choose another"}
+    name = f" {exc.filename}" if exc.filename else ""
+    fix = fixes.get(exc.errno, "check that path")
+    return f"{exc.strerror or type(exc).__name__}:{name}. Fix: {fix}."
 
 
 def resume_command(run_dir: Path) -> str:

@@ -252,3 +252,32 @@ def test_the_catalogue(capsys):
     assert len(CATALOGUE) == 75
     # the recipe itself is fine: each row fails because of its own overrides
     assert build_plan(compose(config_name="config", overrides=["+recipe=instructgpt"]))
+
+
+def test_machine_level_problems_get_one_line_with_the_file_and_the_fix(tmp_path):
+    """A model folder whose config.json is not JSON, and a data path that is a symlink loop,
+    are found at planning; an OS error while running (a full disk) is one line naming the file
+    and the fix."""
+    import errno
+
+    from framework.cli import os_error_message
+    from framework.data import DataSourceConfig, check_source
+    from framework.models.loading import check_local_config
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{not json")
+    with pytest.raises(ConfigError, match=rf"^model\.name_or_path: {model / 'config.json'} is not "
+                                          rf"valid JSON \(.*\); restore it"):
+        check_local_config(str(model), "model.name_or_path")
+    loop = tmp_path / "loop.jsonl"
+    loop.symlink_to(tmp_path / "other.jsonl")
+    (tmp_path / "other.jsonl").symlink_to(loop)
+    with pytest.raises(ConfigError, match=r"data\.d\.path: .*loop\.jsonl' is a symbolic link that "
+                                          r"leads nowhere"):
+        check_source(DataSourceConfig(kind="demonstrations", path=str(loop)), "data.d")
+    full = OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "sft" / "model"))
+    assert os_error_message(full) == (
+        f"No space left on device: {tmp_path / 'sft' / 'model'}. Fix: free space on that disk or "
+        f"set hydra.run.dir to another one; finished stages and checkpoints are kept, so the same "
+        f"command resumes.")

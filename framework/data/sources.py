@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.resources
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -105,6 +106,9 @@ def _check_path(source: DataSourceConfig, where: str) -> list[str]:
     if not is_local(path):
         return []  # a hub id; only loading can tell whether it exists
     p = Path(path).expanduser()
+    if p.is_symlink() and not p.exists():
+        return [f"{where}.path: {path!r} is a symbolic link that leads nowhere (a loop, or its "
+                f"target is gone: {os.readlink(p)!r}); point path at the data itself."]
     if not p.exists():
         return [
             f"{where}.path: {path!r} does not exist (resolved to {p.resolve()}). Give an existing "

@@ -96,3 +96,24 @@ def load_tokenizer(location: str, model_cfg: Any = None):
     if model_cfg is not None and model_cfg.chat_template:
         tokenizer.chat_template = model_cfg.chat_template
     return tokenizer
+
+
+def check_local_config(location: str, where: str) -> None:
+    """A local checkpoint folder's config.json must exist and be JSON: found at planning, not
+    when the first stage loads it."""
+    import json
+    from pathlib import Path
+
+    folder = Path(location).expanduser()
+    if not folder.is_dir():
+        return
+    config = folder / "config.json"
+    if not config.is_file():
+        raise ConfigError(f"{where}: {str(folder)!r} has no config.json, so it is not a "
+                          f"transformers checkpoint folder; point it at one (a folder written by "
+                          f"save_pretrained), or give a hub id.")
+    try:
+        json.loads(config.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{where}: {config} is not valid JSON ({exc}); restore it from the "
+                          f"checkpoint's source, or re-save the model with save_pretrained.") from None

@@ -23,7 +23,7 @@ from framework.hardware.config import HardwareConfig
 from framework.models.adapters import AdapterConfig, parse_adapter, stage_adapter
 from framework.models.config import ModelConfig
 from framework.models.embedded import check_embedded
-from framework.models.loading import DTYPES, check_weights_format
+from framework.models.loading import DTYPES, check_local_config, check_weights_format
 from framework.stage import Stage
 
 
@@ -200,6 +200,7 @@ def _external_sources(cfg: DictConfig, problems: list[str]) -> dict[str, Artifac
     except ConfigError as exc:
         problems.append(str(exc))
     try:
+        check_local_config(cfg.model.name_or_path, "model.name_or_path")
         check_weights_format(cfg.model.name_or_path, cfg.model, "model.name_or_path")
     except ConfigError as exc:
         problems.append(str(exc))
