@@ -109,3 +109,29 @@ def test_a_stage_stopped_after_its_final_checkpoint_does_not_train_past_max_step
     a = load_file(str(tmp_path / "whole" / "sft" / "model" / "model.safetensors"))
     b = load_file(str(run / "sft" / "model" / "model.safetensors"))
     assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
+
+
+@pytest.mark.slow
+def test_sigkill_after_the_final_checkpoint_and_between_stages(tmp_path, tiny_model_dir):
+    """SIGKILL once SFT's final checkpoint is written (its evaluation and save, or the start of
+    the next stage, still to come), then once the reward model is done; the same command each
+    time ends with an uninterrupted run's step counts and no step past max_steps."""
+    run_dir = tmp_path / "run"
+    args = runs.overrides(tiny_model_dir, runs.write_data(tmp_path / "data"), run_dir)
+    final = run_dir / "sft" / "checkpoints" / f"checkpoint-{runs.SFT_STEPS}" / "trainer_state.json"
+    killed = runs.run_until(args, final.exists, runs.KILL)
+    assert killed.returncode == -9
+    killed = runs.run_until(args, lambda: (run_dir / "reward_model" / "manifest.json").exists()
+                            and runs.manifest(run_dir, "reward_model")["status"] == "done",
+                            runs.KILL)
+    assert killed.returncode == -9, killed.stdout[-3000:]
+    assert runs.checkpoint_steps(run_dir / "sft")[-1] == runs.SFT_STEPS  # never past it
+    done = runs.run(args)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    stages = runs.summary(run_dir)["stages"]
+    assert stages["reward_model"]["status"] == "skipped"
+    assert stages["sft"]["metrics"]["train_steps"] == runs.SFT_STEPS
+    assert stages["reward_model"]["metrics"]["train_steps"] == runs.RM_STEPS
+    assert stages["rl"]["metrics"]["train_steps"] == runs.RL_STEPS
+    assert runs.checkpoint_steps(run_dir / "sft")[-1] == runs.SFT_STEPS
+    assert runs.checkpoint_steps(run_dir / "reward_model")[-1] == runs.RM_STEPS
