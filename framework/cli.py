@@ -51,12 +51,43 @@ def main() -> None:
         from framework.memory.command import main as memory_main
 
         sys.exit(memory_main(sys.argv[2:]))
+    import yaml
+
     from framework.config_sources import primary_config_path, register_configs
 
-    register_configs()
-    import hydra
+    try:
+        register_configs()  # parses the YAML of installed recipes and config groups
+        for folder in _config_dirs(sys.argv[1:]):  # and of the user's, which Hydra would
+            for path in sorted(Path(folder).expanduser().rglob("*.yaml")):  # report by traceback
+                with open(path, encoding="utf-8") as f:  # the error's mark names the file
+                    yaml.safe_load(f)
+        import hydra
 
-    hydra.main(version_base="1.3", config_path=primary_config_path(), config_name="config")(_run)()
+        hydra.main(version_base="1.3", config_path=primary_config_path(),
+                   config_name="config")(_run)()
+    except yaml.YAMLError as exc:  # a recipe or config-group file that is not valid YAML
+        print(f"python -m framework: {yaml_error_message(exc)}", file=sys.stderr)
+        sys.exit(2)
+
+
+def _config_dirs(args: list[str]) -> list[str]:
+    """The folders given with Hydra's --config-dir / -cd."""
+    found = []
+    for i, arg in enumerate(args):
+        if arg in ("--config-dir", "-cd") and i + 1 < len(args):
+            found.append(args[i + 1])
+        elif arg.startswith("--config-dir="):
+            found.append(arg.split("=", 1)[1])
+    return found
+
+
+def yaml_error_message(exc) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    where = f"{mark.name}, line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    context = getattr(exc, "context", None)
+    return (f"{where}not valid YAML ({context + ': ' if context else ''}{problem}). Fix that "
+            f"line of the file; recipes and config-group options are YAML.")
 
 
 def _run(cfg) -> None:

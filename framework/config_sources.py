@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import PurePosixPath
 
+import yaml
 from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
@@ -79,7 +80,12 @@ def _store(store, group, filename, resource, provider, origin) -> None:
     text = resource.read_text(encoding="utf-8")
     name = PurePosixPath(filename).stem
     package = _package_header(text) or ("_global_" if group == "recipe" else None)
-    node = OmegaConf.create(text) if text.strip() else OmegaConf.create({})
+    try:
+        node = OmegaConf.create(text) if text.strip() else OmegaConf.create({})
+    except yaml.YAMLError as exc:  # name the file, not "<unicode string>"
+        if getattr(exc, "problem_mark", None) is not None:
+            exc.problem_mark.name = f"{origin} (from {provider})"
+        raise
     store.store(group=group, name=name, node=node, package=package, provider=provider)
     _registered.append(ConfigOption(group, name, provider, origin))
 

@@ -119,3 +119,22 @@ def test_multirun_sweeps(example_plugin, tmp_path, tiny_model_dir):
     kept = [json.loads((sweep / str(i) / "summary.json").read_text())["stages"]["filter"]["metrics"]["rows_kept"]
             for i in (0, 1)]
     assert kept == [1, 3]
+
+
+def test_a_recipe_that_is_not_yaml_gets_one_line_and_exit_2(tmp_path):
+    (tmp_path / "recipe").mkdir()
+    (tmp_path / "recipe" / "broken.yaml").write_text("# @package _global_\nstages:\n  sft: {plugin: sft\n  x: [\n")
+    proc = framework("--config-dir", str(tmp_path), "+recipe=broken", cwd=tmp_path, check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        f"python -m framework: {tmp_path / 'recipe' / 'broken.yaml'}, line 4, column 4: not "
+        f"valid YAML (while parsing a flow mapping: expected ',' or '}}', but got ':'). Fix that "
+        f"line of the file; recipes and config-group options are YAML.")
+    assert "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_help_lists_the_commands_and_a_typo_is_answered(tmp_path):
+    out = framework("--help", cwd=tmp_path).stdout
+    assert "list     installed plugins" in out and "memory   each stage's peak device memory" in out
+    typo = framework("lst", cwd=tmp_path, check=False)
+    assert typo.returncode == 2 and "'lst' is not a command. Did you mean 'list'?" in typo.stderr
