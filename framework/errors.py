@@ -49,3 +49,11 @@ class TrainingInterrupted(FrameworkError):
                  checkpoint: str | None = None):
         self.signal_name, self.step, self.checkpoint = signal_name, step, checkpoint
         super().__init__(message)
+
+
+class CheckpointError(FrameworkError):
+    """A checkpoint to resume from does not load safely: damaged or altered."""
+
+    def __init__(self, message: str, *, checkpoint: str | None = None):
+        self.checkpoint = checkpoint
+        super().__init__(message)

@@ -135,3 +135,40 @@ def test_sigkill_after_the_final_checkpoint_and_between_stages(tmp_path, tiny_mo
     assert stages["rl"]["metrics"]["train_steps"] == runs.RL_STEPS
     assert runs.checkpoint_steps(run_dir / "sft")[-1] == runs.SFT_STEPS
     assert runs.checkpoint_steps(run_dir / "reward_model")[-1] == runs.RM_STEPS
+
+
+def test_a_tampered_checkpoint_is_named_without_advising_unsafe_loading(tmp_path, tiny_model_dir):
+    import json
+    import pickle
+    import shutil
+
+    from omegaconf import OmegaConf
+
+    from framework.errors import CheckpointError
+    from framework.pipeline.runner import run_pipeline
+    from framework.pipeline.schema import RootConfig
+
+    demos = tmp_path / "demos.jsonl"
+    demos.write_text("".join(json.dumps({"prompt": f"Say {i}.", "completion": f"{i}."}) + "\n"
+                             for i in range(8)))
+    cfg = OmegaConf.merge(OmegaConf.structured(RootConfig), {
+        "model": {"name_or_path": str(tiny_model_dir)},
+        "data": {"demos": {"kind": "demonstrations", "path": str(demos)}},
+        "stages": {"sft": {"plugin": "sft", "inputs": {"model": "model", "data": "data.demos"},
+                           "params": {"args": {"max_steps": 2, "save_steps": 1,
+                                               "per_device_train_batch_size": 2}}}}})
+    run = tmp_path / "run"
+    run_pipeline(cfg, run, "t")
+    checkpoints = run / "sft" / "checkpoints"
+    shutil.rmtree(checkpoints / "checkpoint-2")  # as if killed before the last one
+    manifest = json.loads((run / "sft" / "manifest.json").read_text())
+    (run / "sft" / "manifest.json").write_text(json.dumps({**manifest, "status": "running"}))
+    for name in ("rng_state.pth", "optimizer.pt"):  # an altered file: a pickle of a function
+        if (checkpoints / "checkpoint-1" / name).exists():
+            (checkpoints / "checkpoint-1" / name).write_bytes(pickle.dumps(shutil.rmtree))
+    with pytest.raises(CheckpointError) as err:
+        run_pipeline(cfg, run, "t")
+    message = str(err.value)
+    assert message.startswith(f"stages.sft: the checkpoint {checkpoints / 'checkpoint-1'} holds a "
+                              f"file that does not load safely")
+    assert "Do not load it with weights_only=False; delete that checkpoint folder" in message

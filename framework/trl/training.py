@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import pickle
 import re
 import shutil
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Optional
 from transformers import TrainerCallback
 
 from framework.common.gradients import gradient_norm
-from framework.errors import TrainingDiverged, TrainingInterrupted
+from framework.errors import CheckpointError, TrainingDiverged, TrainingInterrupted
 from framework.common.signals import any_process, stop_requested_anywhere
 
 # The Trainer writes trainer_state.json last: a checkpoint folder without it was cut short.
@@ -100,7 +101,17 @@ def train(trainer, checkpoints: Path, where: str, logger: logging.Logger):
         logger.info("%s: resuming from %s", where, resume)
     guard = GuardCallback()
     trainer.add_callback(guard)
-    output = trainer.train(resume_from_checkpoint=resume)
+    try:
+        output = trainer.train(resume_from_checkpoint=resume)
+    except pickle.UnpicklingError as exc:  # torch.load(weights_only=True) refused a file
+        if not resume:
+            raise
+        raise CheckpointError(
+            f"{where}: the checkpoint {resume} holds a file that does not load safely "
+            f"({str(exc).splitlines()[0][:200]}): it is damaged or was altered. Do not load it "
+            f"with weights_only=False; delete that checkpoint folder to resume from the one "
+            f"before it (or delete {checkpoints} to start the stage over).",
+            checkpoint=resume) from None
     state = trainer.state
     if guard.diverged:
         step, quantity, value = guard.diverged
