@@ -94,7 +94,7 @@ def _run(cfg) -> None:
     from hydra.core.hydra_config import HydraConfig
 
     from framework.errors import FrameworkError, TrainingInterrupted
-    from framework.common.redact import install_log_redaction, redact_yaml_file
+    from framework.common.redact import install_log_redaction
     from framework.pipeline.runner import run_pipeline
     from framework.common.signals import signal_number
 
@@ -102,11 +102,9 @@ def _run(cfg) -> None:
     recipe = hydra_cfg.runtime.choices.get("recipe") or "custom"
     run_dir = Path(hydra_cfg.runtime.output_dir)
     install_log_redaction()  # secrets never reach the console or the run's log file
-    if hydra_cfg.output_subdir:  # Hydra's own copies of the config and the overrides
-        for name in ("config.yaml", "hydra.yaml", "overrides.yaml"):
-            redact_yaml_file(run_dir / hydra_cfg.output_subdir / name)
     try:
-        summary = run_pipeline(cfg, run_dir, recipe)
+        summary = run_pipeline(cfg, run_dir, recipe,
+                               on_start=lambda: write_hydra_copies(cfg, hydra_cfg, run_dir))
     except TrainingInterrupted as exc:
         log.error("%s\nInterrupted cleanly. To resume, run the same command again:\n  %s",
                   exc, resume_command(run_dir))
@@ -125,6 +123,23 @@ def _run(cfg) -> None:
     log.info("run directory: %s", run_dir)
     for name, entry in summary["stages"].items():
         log.info("  %-14s %-8s %7.1f s  %s", name, entry["status"], entry["seconds"], entry["metrics"])
+
+
+def write_hydra_copies(cfg, hydra_cfg, run_dir: Path) -> None:
+    """What Hydra writes into `.hydra/` (the config, Hydra's own, the overrides), secrets
+    redacted; called by the runner once planning passed and it holds the run directory."""
+    from omegaconf import OmegaConf
+
+    from framework.common.redact import redact_yaml_file
+    from framework.common.files import write_text_atomic
+
+    folder = run_dir / ".hydra"
+    files = {"config.yaml": OmegaConf.to_yaml(cfg),
+             "hydra.yaml": OmegaConf.to_yaml(OmegaConf.create({"hydra": hydra_cfg})),
+             "overrides.yaml": OmegaConf.to_yaml(OmegaConf.create(list(hydra_cfg.overrides.task)))}
+    for name, text in files.items():
+        write_text_atomic(folder / name, text)
+        redact_yaml_file(folder / name)
 
 
 def os_error_message(exc: OSError) -> str:

@@ -223,3 +223,23 @@ def test_a_trl_argument_secret_reaches_no_file_the_run_writes(tmp_path, tiny_mod
     assert [p for p in written if secret.encode() in p.read_bytes()] == []
     args = torch.load(pickled[0], weights_only=False)
     assert args.hub_token == REDACTED and args.max_steps == 2  # the rest is kept
+
+
+def test_a_rejected_command_leaves_a_finished_runs_files_as_they_were(tmp_path):
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONPATH": str(REPO)}
+    (tmp_path / "conf" / "recipe").mkdir(parents=True)
+    (tmp_path / "conf" / "recipe" / "one.yaml").write_text(
+        "# @package _global_\nstages:\n  s:\n    plugin: tests.test_untrusted:SecretStage\n"
+        "    params:\n      settings: {url: 'https://example.org'}\n")
+    command = [sys.executable, "-m", "framework", "--config-dir", str(tmp_path / "conf"),
+               "+recipe=one", f"hydra.run.dir={run_dir}"]
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    before = {p: p.read_bytes() for p in [*run_dir.glob(".hydra/*.yaml"), run_dir / "config.yaml",
+                                          run_dir / "summary.json"]}
+    assert len(before) == 5
+    rejected = subprocess.run(command + ["++stages.s.params.setings=1"], cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=300)
+    assert rejected.returncode == 2 and "stages.s.params.setings" in rejected.stdout + rejected.stderr
+    assert {p: p.read_bytes() for p in before} == before

@@ -7,6 +7,7 @@ import logging
 import shutil
 import time
 from pathlib import Path
+from typing import Callable, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -27,8 +28,10 @@ from framework.stage import StageContext, StageResult
 log = logging.getLogger("framework")
 
 
-def run_pipeline(cfg: DictConfig, run_dir: Path, recipe: str) -> dict:
-    """Check the whole recipe, then run its stages in order. Returns the summary."""
+def run_pipeline(cfg: DictConfig, run_dir: Path, recipe: str,
+                 on_start: Optional[Callable[[], None]] = None) -> dict:
+    """Check the whole recipe, then run its stages in order. Returns the summary. `on_start`
+    runs once the plan passed and the run directory is locked (the CLI writes .hydra/ then)."""
     run_dir = Path(run_dir)
     apply_large_model_adapter(cfg)  # e.g. single_gpu: QLoRA for a 7B-class model
     remember_secrets(cfg)  # redacted from logs, manifests and the summary wherever they appear
@@ -37,6 +40,8 @@ def run_pipeline(cfg: DictConfig, run_dir: Path, recipe: str) -> dict:
     leader = _leads(cfg)
     # machine 0 keeps the books; the other machines of a multi-machine run share the folder
     with run_dir_lock(run_dir) if leader else contextlib.nullcontext():
+        if leader and on_start is not None:
+            on_start()
         return _run_plan(plan, cfg, run_dir, recipe, leader)
 
 
