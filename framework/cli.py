@@ -55,6 +55,10 @@ def main() -> None:
 
     from framework.config_sources import primary_config_path, register_configs
 
+    problem = _run_dir_problem(sys.argv[1:])
+    if problem:  # Hydra creates the folder first, and would answer with a traceback
+        print(f"python -m framework: {problem}", file=sys.stderr)
+        sys.exit(2)
     try:
         register_configs()  # parses the YAML of installed recipes and config groups
         for folder in _config_dirs(sys.argv[1:]):  # and of the user's, which Hydra would
@@ -68,6 +72,27 @@ def main() -> None:
     except yaml.YAMLError as exc:  # a recipe or config-group file that is not valid YAML
         print(f"python -m framework: {yaml_error_message(exc)}", file=sys.stderr)
         sys.exit(2)
+
+
+def _run_dir_problem(args: list[str]) -> str | None:
+    """An explicit hydra.run.dir that is a file, or cannot be created or written to."""
+    import os
+
+    given = [a.split("=", 1)[1] for a in args if a.startswith("hydra.run.dir=")]
+    if not given or "${" in given[-1]:
+        return None
+    folder = Path(given[-1]).expanduser()
+    if folder.exists() and not folder.is_dir():
+        return (f"hydra.run.dir: {folder} is a file, not a directory; choose another path or "
+                f"move the file.")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return f"hydra.run.dir: {os_error_message(exc)}"
+    if not os.access(folder, os.W_OK):
+        return (f"hydra.run.dir: {folder} is not writable (a read-only disk or no permission); "
+                f"choose a writable directory.")
+    return None
 
 
 def _config_dirs(args: list[str]) -> list[str]:

@@ -138,3 +138,15 @@ def test_help_lists_the_commands_and_a_typo_is_answered(tmp_path):
     assert "list     installed plugins" in out and "memory   each stage's peak device memory" in out
     typo = framework("lst", cwd=tmp_path, check=False)
     assert typo.returncode == 2 and "'lst' is not a command. Did you mean 'list'?" in typo.stderr
+
+
+def test_a_run_directory_that_is_a_file_or_cannot_be_made_is_one_line(tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    proc = framework("+recipe=instructgpt", f"hydra.run.dir={afile}", cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip() == (f"python -m framework: hydra.run.dir: {afile} is a file, not a "
+                                   f"directory; choose another path or move the file.")
+    proc = framework("+recipe=instructgpt", f"hydra.run.dir={afile}/below", cwd=tmp_path,
+                     check=False)
+    assert proc.returncode == 2 and "hydra.run.dir: Not a directory" in proc.stderr
