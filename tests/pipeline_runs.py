@@ -119,3 +119,22 @@ def summary(run_dir: Path) -> dict:
 
 
 KILL = signal.SIGKILL
+
+
+def sft_config(folder: Path, model_dir: Path, rows: int = 8, eval_fraction: float = 0.0,
+               **args):
+    """An in-process config of one `sft` stage on the tiny model; `args` go to trl.SFTConfig."""
+    from omegaconf import OmegaConf
+
+    from framework.pipeline.schema import RootConfig
+
+    demos = Path(folder) / "demos.jsonl"
+    demos.write_text("".join(json.dumps({"prompt": f"Say {i}.", "completion": f"{i} it is."})
+                             + "\n" for i in range(rows)))
+    args = {"per_device_train_batch_size": 2, **args}
+    return OmegaConf.merge(OmegaConf.structured(RootConfig), {
+        "model": {"name_or_path": str(model_dir)},
+        "data": {"demos": {"kind": "demonstrations", "path": str(demos),
+                           "eval_fraction": eval_fraction}},
+        "stages": {"sft": {"plugin": "sft", "inputs": {"model": "model", "data": "data.demos"},
+                           "params": {"args": args}}}})

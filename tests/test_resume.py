@@ -74,24 +74,13 @@ def test_a_stage_stopped_after_its_final_checkpoint_does_not_train_past_max_step
     import json
     import shutil
 
-    from omegaconf import OmegaConf
     from safetensors.torch import load_file
 
     from framework.pipeline.runner import run_pipeline
-    from framework.pipeline.schema import RootConfig
-
-    demos = tmp_path / "demos.jsonl"
-    demos.write_text("".join(json.dumps({"prompt": f"Say {i}.", "completion": f"{i} it is."})
-                             + "\n" for i in range(8)))
 
     def cfg():
-        return OmegaConf.merge(OmegaConf.structured(RootConfig), {
-            "model": {"name_or_path": str(tiny_model_dir)},
-            "data": {"demos": {"kind": "demonstrations", "path": str(demos), "eval_fraction": 0.25}},
-            "stages": {"sft": {"plugin": "sft", "inputs": {"model": "model", "data": "data.demos"},
-                               "params": {"args": {"max_steps": 2, "save_steps": 1,
-                                                   "logging_steps": 1,
-                                                   "per_device_train_batch_size": 2}}}}})
+        return runs.sft_config(tmp_path, tiny_model_dir, eval_fraction=0.25, max_steps=2,
+                               save_steps=1, logging_steps=1)
 
     whole = run_pipeline(cfg(), tmp_path / "whole", "t")["stages"]["sft"]["metrics"]
     run = tmp_path / "stopped"
@@ -142,21 +131,11 @@ def test_a_tampered_checkpoint_is_named_without_advising_unsafe_loading(tmp_path
     import pickle
     import shutil
 
-    from omegaconf import OmegaConf
 
     from framework.errors import CheckpointError
     from framework.pipeline.runner import run_pipeline
-    from framework.pipeline.schema import RootConfig
 
-    demos = tmp_path / "demos.jsonl"
-    demos.write_text("".join(json.dumps({"prompt": f"Say {i}.", "completion": f"{i}."}) + "\n"
-                             for i in range(8)))
-    cfg = OmegaConf.merge(OmegaConf.structured(RootConfig), {
-        "model": {"name_or_path": str(tiny_model_dir)},
-        "data": {"demos": {"kind": "demonstrations", "path": str(demos)}},
-        "stages": {"sft": {"plugin": "sft", "inputs": {"model": "model", "data": "data.demos"},
-                           "params": {"args": {"max_steps": 2, "save_steps": 1,
-                                               "per_device_train_batch_size": 2}}}}})
+    cfg = runs.sft_config(tmp_path, tiny_model_dir, max_steps=2, save_steps=1)
     run = tmp_path / "run"
     run_pipeline(cfg, run, "t")
     checkpoints = run / "sft" / "checkpoints"

@@ -77,21 +77,12 @@ def test_a_stop_during_a_stages_setup_stops_before_training(tmp_path, tiny_model
     is written, the manifest says interrupted, and the same command then runs it whole."""
     import json
 
-    from omegaconf import OmegaConf
 
     from framework.errors import TrainingInterrupted
     from framework.pipeline.runner import run_pipeline
-    from framework.pipeline.schema import RootConfig
     from framework_plugins.stages.sft import SFTStage
 
-    demos = tmp_path / "demos.jsonl"
-    demos.write_text("".join(json.dumps({"prompt": f"Say {i}.", "completion": f"{i}."}) + "\n"
-                             for i in range(6)))
-    cfg = OmegaConf.merge(OmegaConf.structured(RootConfig), {
-        "model": {"name_or_path": str(tiny_model_dir)},
-        "data": {"demos": {"kind": "demonstrations", "path": str(demos)}},
-        "stages": {"sft": {"plugin": "sft", "inputs": {"model": "model", "data": "data.demos"},
-                           "params": {"args": {"max_steps": 2, "per_device_train_batch_size": 2}}}}})
+    cfg = runs.sft_config(tmp_path, tiny_model_dir, rows=6, max_steps=2)
     original = SFTStage.load_data
 
     def load_data_then_interrupt(self, *args, **kwargs):

@@ -198,23 +198,14 @@ def test_a_trl_argument_secret_reaches_no_file_the_run_writes(tmp_path, tiny_mod
     """TRL's Trainer pickles its config, hub_token included, into training_args.bin in every
     checkpoint and in the saved model: the framework pickles it redacted."""
     import torch
-    from omegaconf import OmegaConf
 
+    import pipeline_runs as runs
     from framework.pipeline.runner import run_pipeline
-    from framework.pipeline.schema import RootConfig
 
     secret = "hf_trlargsecret4242"
     monkeypatch.setenv("MY_HUB_TOKEN", secret)
-    demos = tmp_path / "demos.jsonl"
-    demos.write_text("".join(json.dumps({"prompt": f"Say {i}.", "completion": f"{i} it is."})
-                             + "\n" for i in range(6)))
-    cfg = OmegaConf.merge(OmegaConf.structured(RootConfig), {
-        "model": {"name_or_path": str(tiny_model_dir)},
-        "data": {"demos": {"kind": "demonstrations", "path": str(demos)}},
-        "stages": {"sft": {"plugin": "sft", "inputs": {"model": "model", "data": "data.demos"},
-                           "params": {"args": {"max_steps": 2, "save_steps": 1,
-                                               "per_device_train_batch_size": 2,
-                                               "hub_token": "${oc.env:MY_HUB_TOKEN}"}}}}})
+    cfg = runs.sft_config(tmp_path, tiny_model_dir, rows=6, max_steps=2, save_steps=1,
+                          hub_token="${oc.env:MY_HUB_TOKEN}")
     run_dir = tmp_path / "run"
     run_pipeline(cfg, run_dir, "test")
     written = [p for p in run_dir.rglob("*") if p.is_file()]
