@@ -177,6 +177,6 @@ def test_config_validation_names_key_and_fix():
         PPOOptimizer(PPOConfig(batch_size=8, num_minibatches=2, gradient_accumulation_steps=3))
     with pytest.raises(ConfigError, match="value_init='critic'"):
         PPOOptimizer(PPOConfig(value_init="critic"))
-    with pytest.raises(ConfigError, match="Key 'lr' not in 'PPOConfig'"):
+    with pytest.raises(ConfigError, match=r"optimizer\.lr: not a parameter\. Valid keys: steps, "):
         PPOOptimizer.parse_config({"lr": 1e-5}, "optimizer")
     assert PPOOptimizer.parse_config({"steps": 3}, "optimizer").steps == 3

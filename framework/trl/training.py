@@ -95,7 +95,7 @@ def train(trainer, checkpoints: Path, where: str, logger: logging.Logger):
         raise TrainingInterrupted(f"{where}: stopped by {name} before training started; "
                                   f"nothing was trained or saved.", signal_name=name)
     resume = last_complete_checkpoint(checkpoints, logger)
-    if resume and _is_final(resume):
+    if resume and _is_final(resume, trainer.args.max_steps):
         return _load_final(trainer, resume, where, logger)
     if resume:
         logger.info("%s: resuming from %s", where, resume)
@@ -133,11 +133,13 @@ def train(trainer, checkpoints: Path, where: str, logger: logging.Logger):
     return output
 
 
-def _is_final(checkpoint: str) -> bool:
-    """Whether the checkpoint was saved at the last step: the run was stopped after it (during
-    the final evaluation or save)."""
+def _is_final(checkpoint: str, max_steps: int) -> bool:
+    """Whether the checkpoint is at the last step of this training (`max_steps`, or for an
+    epoch-based run, -1, the checkpoint's own total): the run was stopped after it, during the
+    final evaluation or save. A run continued with a higher max_steps trains on."""
     state = json.loads((Path(checkpoint) / COMPLETE_MARKER).read_text(encoding="utf-8"))
-    return state.get("max_steps", 0) > 0 and state["global_step"] >= state["max_steps"]
+    target = max_steps if max_steps > 0 else state.get("max_steps", 0)
+    return target > 0 and state["global_step"] >= target
 
 
 def _load_final(trainer, checkpoint: str, where: str, logger: logging.Logger):
