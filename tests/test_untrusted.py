@@ -214,6 +214,14 @@ def test_a_trl_argument_secret_reaches_no_file_the_run_writes(tmp_path, tiny_mod
     assert [p for p in written if secret.encode() in p.read_bytes()] == []
     args = torch.load(pickled[0], weights_only=False)
     assert args.hub_token == REDACTED and args.max_steps == 2  # the rest is kept
+    # only pickles are redacted: copies in memory keep the token (pushing to the hub needs it)
+    import copy
+
+    from framework_plugins.stages.sft import SFTStage
+
+    stage = SFTStage(SFTStage.parse_config({"args": {"hub_token": secret}}, "s"))
+    live = stage.training_config(str(tmp_path / "o"), 0, "stages.s")
+    assert copy.deepcopy(live).hub_token == copy.copy(live).hub_token == secret
 
 
 def test_a_rejected_command_leaves_a_finished_runs_files_as_they_were(tmp_path):

@@ -165,10 +165,29 @@ def pickle_redacted(cls: type) -> None:
     import copyreg
 
     copyreg.pickle(cls, _redacted_reduce)
+    # copy.copy / copy.deepcopy consult the same table, but look for these first: copies in
+    # memory keep the real values (a token still has to reach the hub).
+    cls.__copy__ = _plain_copy
+    cls.__deepcopy__ = _plain_deepcopy
 
 
 def _redacted_reduce(obj):
     return _rebuild, (type(obj), redact(dict(vars(obj))))
+
+
+def _plain_copy(obj):
+    new = type(obj).__new__(type(obj))
+    vars(new).update(vars(obj))
+    return new
+
+
+def _plain_deepcopy(obj, memo):
+    import copy
+
+    new = type(obj).__new__(type(obj))
+    memo[id(obj)] = new
+    vars(new).update(copy.deepcopy(vars(obj), memo))
+    return new
 
 
 def _rebuild(cls: type, state: dict):
