@@ -61,12 +61,6 @@ class NestedPlugin(Generic[T]):
         nested = getattr(self.instance, "nested", None)
         return nested() if callable(nested) else {}
 
-    def spec(self) -> dict:
-        """Back to a plain spec (for hashing and logs)."""
-        config = (dataclasses.asdict(self.config) if dataclasses.is_dataclass(self.config)
-                  else self.config)
-        return {"name": self.name, "params": config, "inputs": dict(self.inputs)}
-
 
 def parse_spec(registry: Registry, node: Any, where: str) -> NestedPlugin:
     """Check a spec's name, params (by the plugin's schema) and wiring keys; build nothing."""

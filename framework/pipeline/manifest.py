@@ -50,12 +50,6 @@ def write_manifest(stage_dir: Path, run_dir: Path, record: dict) -> None:
     write_json_atomic(stage_dir / MANIFEST, redact(record))
 
 
-def recorded_hash(stage_dir: Path) -> Optional[str]:
-    """The config hash of the stage's last attempt (done, failed, interrupted), if any."""
-    record = read_json(stage_dir / MANIFEST)
-    return record.get("config_hash") if record else None
-
-
 def read_record(stage_dir: Path) -> dict:
     return read_json(stage_dir / MANIFEST) or {}
 
@@ -78,11 +72,11 @@ def artifact_checksums(artifacts: Mapping[str, Artifact]) -> dict[str, dict]:
             if Path(a.location).exists()}
 
 
-def reuse(stage_dir: Path, run_dir: Path, expected_hash: str,
+def reuse(record: dict, run_dir: Path, expected_hash: str,
           fingerprints: Mapping[str, dict]) -> tuple[Optional[dict], Optional[str]]:
-    """(the manifest of a finished stage that can be reused, None) or (None, why not; None
-    when the stage never ran or did not finish)."""
-    record = read_record(stage_dir)
+    """`record`, a stage's manifest, if that finished stage can be reused: (record, None); else
+    (None, why not; None when the stage never ran or did not finish)."""
+    record = dict(record)
     if not record or record.get("status") != "done":
         return None, None
     if record.get("config_hash") != expected_hash:

@@ -54,10 +54,12 @@ def model_artifact(model_cfg: Any) -> Artifact:
     return Artifact(MODEL, meta["name_or_path"], meta)
 
 
-def build_plan(cfg: DictConfig) -> list[PlannedStage]:
+def build_plan(cfg: DictConfig, rows: bool = True) -> list[PlannedStage]:
+    """The checked plan. `rows=False` skips parsing the data sources' rows (a launched stage
+    process: its parent planned the same config)."""
     problems: list[str] = []
     _unknown_keys(cfg, problems)
-    sources = _external_sources(cfg, problems)
+    sources = _external_sources(cfg, problems, rows)
     hardware = _check_hardware(cfg, problems)
     model_config = _model_config(cfg, problems)
     produced: dict[str, dict[str, str]] = {}  # stage -> output -> kind
@@ -191,7 +193,7 @@ def _unknown_keys(cfg: DictConfig, problems: list[str]) -> None:
         check(node, StageNode, f"stages.{name}.")
 
 
-def _external_sources(cfg: DictConfig, problems: list[str]) -> dict[str, Artifact]:
+def _external_sources(cfg: DictConfig, problems: list[str], rows: bool = True) -> dict[str, Artifact]:
     from framework.data.sources import check_rows, check_source
 
     sources: dict[str, Artifact | None] = {"model": model_artifact(cfg.model)}
@@ -212,7 +214,8 @@ def _external_sources(cfg: DictConfig, problems: list[str]) -> dict[str, Artifac
         source = DataSourceConfig(**{k: v for k, v in fields.items() if k in known})
         try:
             check_source(source, f"data.{name}")
-            check_rows(source, f"data.{name}")  # every row parsed, before any stage runs
+            if rows:
+                check_rows(source, f"data.{name}")  # every row parsed, before any stage runs
         except FrameworkError as exc:
             problems.append(str(exc))
             sources[f"data.{name}"] = None  # reported here; its consumers are not re-checked

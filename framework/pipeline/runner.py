@@ -18,7 +18,7 @@ from framework.pipeline.large_models import apply_large_model_adapter
 from framework.common import signals
 from framework.common.files import write_text_atomic
 from framework.pipeline.manifest import (
-    artifact_checksums, config_hash, input_fingerprints, read_record, recorded_hash, reuse,
+    artifact_checksums, config_hash, input_fingerprints, read_record, reuse,
     write_manifest, write_summary)
 from framework.common.redact import redacted_config, remember_secrets
 from framework.pipeline.plan import OutputRef, PlannedStage, build_plan
@@ -58,12 +58,13 @@ def _run_plan(plan: list[PlannedStage], cfg: DictConfig, run_dir: Path, recipe: 
         for i, planned in enumerate(plan):
             inputs = {k: _concrete(v, produced) for k, v in planned.inputs.items()}
             external = {k for k, v in planned.inputs.items() if not isinstance(v, OutputRef)}
-            fingerprints = input_fingerprints(inputs, external, read_record(run_dir / planned.name))
+            record = read_record(run_dir / planned.name)  # the stage's last attempt, if any
+            fingerprints = input_fingerprints(inputs, external, record)
             digest = config_hash(planned.node, {k: a.to_json() for k, a in inputs.items()},
                                  previous_hash, cfg.seed,
                                  {k: f["digest"] for k, f in fingerprints.items()})
-            entry = _run_or_reuse(planned, inputs, digest, fingerprints, cfg, run_dir, summary,
-                                  upstream_ran, leader)
+            entry = _run_or_reuse(planned, inputs, digest, fingerprints, record, cfg, run_dir,
+                                  summary, upstream_ran, leader)
             upstream_ran = upstream_ran or entry["status"] == "done"
             produced[planned.name] = entry["artifacts"]
             previous_hash = digest
@@ -75,11 +76,11 @@ def _run_plan(plan: list[PlannedStage], cfg: DictConfig, run_dir: Path, recipe: 
     return summary
 
 
-def _run_or_reuse(planned: PlannedStage, inputs, digest, fingerprints, cfg, run_dir: Path,
-                  summary, upstream_ran: bool, leader: bool = True) -> dict:
+def _run_or_reuse(planned: PlannedStage, inputs, digest, fingerprints, previous: dict, cfg,
+                  run_dir: Path, summary, upstream_ran: bool, leader: bool = True) -> dict:
     stage_dir = run_dir / planned.name
     write_manifest, write_summary = _bookkeeping(leader)
-    reusable, why_not = (None, None) if upstream_ran else reuse(stage_dir, run_dir, digest,
+    reusable, why_not = (None, None) if upstream_ran else reuse(previous, run_dir, digest,
                                                                  fingerprints)
     if why_not:
         log.warning("stage %s: %s; running it again, and every stage after it", planned.name,
@@ -93,7 +94,7 @@ def _run_or_reuse(planned: PlannedStage, inputs, digest, fingerprints, cfg, run_
         return entry
 
     if leader:
-        _drop_stale_checkpoints(stage_dir, digest)
+        _drop_stale_checkpoints(stage_dir, previous.get("config_hash"), digest)
     log.info("stage %s (%s): running", planned.name, planned.plugin)
     ctx = stage_context(planned, run_dir, cfg)
     stage_dir.mkdir(parents=True, exist_ok=True)
@@ -162,11 +163,10 @@ def _bookkeeping(leader: bool):
     return (lambda *args: None), (lambda *args: None)
 
 
-def _drop_stale_checkpoints(stage_dir: Path, digest: str) -> None:
+def _drop_stale_checkpoints(stage_dir: Path, previous: Optional[str], digest: str) -> None:
     """Checkpoints (`<stage>/checkpoints`, where stages keep resumable state) left by an attempt
     with another config or other inputs must not be resumed: the stage starts over."""
     checkpoints = stage_dir / "checkpoints"
-    previous = recorded_hash(stage_dir)
     if previous is not None and previous != digest and checkpoints.exists():
         log.warning("stage %s: its config or inputs changed since %s was written; starting over",
                     stage_dir.name, checkpoints)

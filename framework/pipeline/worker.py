@@ -94,7 +94,7 @@ def _run_stage(request: dict, cfg) -> dict:
     from framework.pipeline.plan import build_plan
     from framework.pipeline.runner import stage_context
 
-    planned = {p.name: p for p in build_plan(cfg)}[request["stage"]]
+    planned = {p.name: p for p in build_plan(cfg, rows=False)}[request["stage"]]  # rows: checked
     inputs = {k: Artifact.from_json(a) for k, a in request["inputs"].items()}
     ctx = stage_context(planned, Path(request["run_dir"]), cfg)
     with signals.stop_on_signals():  # SIGINT/SIGTERM: checkpoint, then stop, as in-process

@@ -5,7 +5,7 @@ report, an adapter input merged into its base, full weights or LoRA/QLoRA loadin
 layers, the trainable dtype, training with resume and guards, metrics, and saving the model or
 adapter. A new TRL algorithm is a subclass that names its TRL config class, its model task and
 its output kind, and implements the hooks that differ: `load_data`, `build_trainer` and
-`metrics` (optionally `prepare_data`, `load_model`, `check_prepared`, `check_data`).
+`metrics` (optionally `prepare_data`, `load_model`, `check_prepared`).
 """
 
 from __future__ import annotations
@@ -82,9 +82,6 @@ class TRLStage(Stage):
     def metrics(self, trainer, output, counts: Mapping[str, int], evaluation) -> dict[str, Any]:
         raise NotImplementedError
 
-    def check_data(self, args, source, where: str) -> None:
-        """Planning-time checks of the data source against the TRL config."""
-
     # ----------------------------------------------------------------------------- shared
     def training_config(self, output_dir: str, seed: int, where: str,
                         hardware: Optional[HardwareConfig] = None):
@@ -106,7 +103,6 @@ class TRLStage(Stage):
             source = source_from_artifact(inputs["data"], data_where)
             check_source(source, data_where)
             check_eval_data(args, source, where)
-            self.check_data(args, source, where)
 
     def memory_workload(self, name: str, hardware: Optional[HardwareConfig] = None):
         from framework.memory.specs import TrainWorkload
