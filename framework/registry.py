@@ -53,8 +53,9 @@ class Registry(Generic[T]):
 
         def add(target):
             label = getattr(target, "__qualname__", None) or type(target).__qualname__
-            self._add(Entry(name, f"{getattr(target, '__module__', '?')}:{label}", source, None))
-            self._entries[name].loaded = self._validated(name, target, source)
+            validated = self._validated(name, target, source)  # a rejected object is not kept
+            self._add(Entry(name, f"{getattr(target, '__module__', '?')}:{label}", source,
+                            validated))
             return target
 
         return add(obj) if obj is not None else add

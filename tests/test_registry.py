@@ -117,3 +117,25 @@ def test_first_party_plugins_are_registered_through_entry_points():
     sources = {e.name: e.source for e in plugins.stages.entries()}
     assert sources["sft"] == sources["reward_model"] == "rlhf-framework"
     assert plugins.reward_sources.entries()[0].source == "rlhf-framework"
+
+
+def test_malformed_entries_of_the_open_registries_are_named():
+    """A plugin package's artifact kind, data format or reward function that is not the right
+    object (or is registered under another name) fails when it registers, naming it."""
+    from framework.artifacts import ArtifactKind, kinds
+    from framework.data.formats import DataFormat, formats
+    from framework.errors import PluginError
+    from framework.plugins import reward_functions
+
+    with pytest.raises(PluginError, match=r"The artifact kind 'samples' from registered is "
+                                          r"'samples', not a framework\.artifacts\.ArtifactKind"):
+        kinds.register("samples", "samples")
+    with pytest.raises(PluginError, match=r"registered as 'labels' .* is named 'label'; the "
+                                          r"entry-point name and ArtifactKind\.name must agree"):
+        kinds.register("labels", ArtifactKind("label"))
+    with pytest.raises(PluginError, match=r"is demonstrations\.qa; name its entry point KIND\.FORMAT"):
+        formats.register("qa", DataFormat("demonstrations", "qa", ("q", "a"), "m:f"))
+    with pytest.raises(PluginError, match=r"The reward function 'n' from registered is 3, not a "
+                                          r"function f\(prompt, response\) -> float"):
+        reward_functions.register("n", 3)
+    assert "samples" not in kinds and "labels" not in kinds and "n" not in reward_functions
