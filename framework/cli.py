@@ -142,9 +142,19 @@ def _run(cfg) -> None:
         log.error("%s", exc)
         sys.exit(2)
     except OSError as exc:  # the machine, not the recipe: a full or read-only disk, a bad path
-        log.debug("traceback", exc_info=True)  # kept in the run's log file, not on the console
-        log.error("%s", os_error_message(exc))
+        log_file = traceback_to_log_file(exc)
+        log.error("%s%s", os_error_message(exc),
+                  f" (the traceback is in {log_file})" if log_file else "")
         sys.exit(2)
+    except Exception as exc:  # a bug in the framework or a plugin: one line, the rest on file
+        log_file = traceback_to_log_file(exc)
+        log.error("unexpected %s: %s\nThis is a bug in the framework or a plugin, not in your "
+                  "input%s. Finished stages and checkpoints are kept; once it is fixed, the same "
+                  "command resumes:\n  %s", type(exc).__name__, str(exc).splitlines()[0]
+                  if str(exc) else "(no message)",
+                  f"; the traceback is in {log_file}" if log_file else "",
+                  resume_command(run_dir))
+        sys.exit(1)
     log.info("run directory: %s", run_dir)
     for name, entry in summary["stages"].items():
         log.info("  %-14s %-8s %7.1f s  %s", name, entry["status"], entry["seconds"], entry["metrics"])
@@ -167,6 +177,20 @@ def write_hydra_copies(cfg, hydra_cfg, run_dir: Path) -> None:
         redact_yaml_file(folder / name)
 
 
+def traceback_to_log_file(exc: BaseException) -> str | None:
+    """Write `exc`'s traceback to the run's log file only (the console keeps one line);
+    returns that file, or None when no log file is open."""
+    import traceback
+
+    text = "".join(traceback.format_exception(exc)).rstrip()
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(logging.LogRecord("framework", logging.ERROR, __file__, 0, text,
+                                             None, None))
+            return handler.baseFilename
+    return None
+
+
 def os_error_message(exc: OSError) -> str:
     """One line: what failed, on which file, and what to do."""
     import errno
@@ -181,7 +205,8 @@ def os_error_message(exc: OSError) -> str:
              errno.EEXIST: "something is in the way at that path: move it or choose another"}
     name = f" {exc.filename}" if exc.filename else ""
     fix = fixes.get(exc.errno, "check that path")
-    return f"{exc.strerror or type(exc).__name__}:{name}. Fix: {fix}."
+    what = exc.strerror or (str(exc).splitlines() or [""])[0] or type(exc).__name__
+    return f"{what}:{name}. Fix: {fix}."
 
 
 def resume_command(run_dir: Path) -> str:

@@ -50,6 +50,36 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("tiny-llama"))
 
 
+# Hub ids that tests plan with but never load (fake stages, planning errors, recipes' hub data).
+FAKE_HUB_MODELS = ("some/model", "some/hub-model")
+FAKE_HUB_DATASETS = ("Anthropic/hh-rlhf",)
+
+
+def fill_hub_cache(cache: Path, repo_id: str, repo_type: str = "model",
+                   commit: str = "0" * 40, revision: str = "main") -> None:
+    """What the HF cache holds after a download, as far as `framework.common.hub` looks: the
+    ref naming a commit, and that commit's snapshot folder."""
+    folder = cache / f"{repo_type}s--{repo_id.replace('/', '--')}"
+    (folder / "refs").mkdir(parents=True, exist_ok=True)
+    (folder / "refs" / revision).write_text(commit)
+    (folder / "snapshots" / commit).mkdir(parents=True, exist_ok=True)
+
+
+@pytest.fixture
+def hub_cache(tmp_path_factory, monkeypatch) -> Path:
+    """An HF cache of its own for the test, holding the refs of the hub ids above (as after a
+    download), so planning finds them without a network."""
+    from huggingface_hub import constants
+
+    cache = tmp_path_factory.mktemp("hf-cache")
+    for repo_id in FAKE_HUB_MODELS:
+        fill_hub_cache(cache, repo_id)
+    for repo_id in FAKE_HUB_DATASETS:
+        fill_hub_cache(cache, repo_id, "dataset")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    return cache
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SHARED_DATA.exists():

@@ -23,6 +23,9 @@ from framework.pipeline.plan import build_plan
 from framework.pipeline.runner import run_pipeline
 from framework.stage import Stage, StageResult
 
+# Plans with fake hub ids that never load (conftest.hub_cache).
+pytestmark = pytest.mark.usefixtures("hub_cache")
+
 register_configs()
 
 

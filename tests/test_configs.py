@@ -12,6 +12,9 @@ from framework.config_sources import first_party_options, register_configs
 from framework.errors import ConfigError
 from framework.pipeline.plan import build_plan
 
+# The hh_rlhf recipe and data option read a hub data set: planned as if it were cached.
+pytestmark = pytest.mark.usefixtures("hub_cache")
+
 register_configs()
 OPTIONS = first_party_options() + [o for o in register_configs() if o.provider == "rlhf-framework"]
 RECIPES = sorted(o.name for o in OPTIONS if o.group == "recipe")

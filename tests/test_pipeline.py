@@ -15,6 +15,9 @@ from framework.pipeline.schema import RootConfig
 
 from fake_stages import CALLS, FAKES
 
+# Plans with fake hub ids that never load (conftest.hub_cache).
+pytestmark = pytest.mark.usefixtures("hub_cache")
+
 
 @pytest.fixture(autouse=True)
 def fake_stages():
@@ -245,3 +248,25 @@ def test_a_bad_row_in_a_later_stages_data_stops_the_run_before_any_stage(tmp_pat
     cfg.data.prompts.on_bad_row = "skip"
     run_pipeline(cfg, tmp_path / "run", "test")
     assert CALLS == ["sft", "use"]
+
+
+def test_reuse_checks_the_commit_a_hub_model_revision_names(tmp_path, hub_cache, caplog):
+    """A hub input is compared by the commit its revision names (the hub's answer, or the
+    cache's offline): a branch moved to a new commit re-runs the stages from the first that
+    read it."""
+    from conftest import fill_hub_cache
+
+    run_dir = tmp_path / "run"
+    run_pipeline(config(tmp_path, two_stages()), run_dir, "test")
+    manifest = json.loads((run_dir / "sft" / "manifest.json").read_text())
+    assert manifest["input_fingerprints"]["model"] == {"commit": "0" * 40, "digest": "0" * 40}
+    again = run_pipeline(config(tmp_path, two_stages()), run_dir, "test")
+    assert [again["stages"][s]["status"] for s in ("sft", "rm")] == ["skipped", "skipped"]
+    fill_hub_cache(hub_cache, "some/hub-model", commit="1" * 40)  # main moved on
+    CALLS.clear()
+    with caplog.at_level("WARNING", logger="framework"):
+        summary = run_pipeline(config(tmp_path, two_stages()), run_dir, "test")
+    assert CALLS == ["sft", "rm"]
+    assert [summary["stages"][s]["status"] for s in ("sft", "rm")] == ["done", "done"]
+    assert ("stage sft: the contents of its input model (hub commit 000000000000 -> "
+            "111111111111) changed since it ran") in caplog.text

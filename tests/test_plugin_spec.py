@@ -18,6 +18,9 @@ from framework.pipeline.schema import RootConfig
 from framework.plugin_spec import bind, parse_spec, stage_ports
 from framework.reward_source import RewardSource
 
+# Plans with fake hub ids that never load (conftest.hub_cache).
+pytestmark = pytest.mark.usefixtures("hub_cache")
+
 
 class ScoresByLocation(RewardSource):
     """Scores every response with the length of its reward model's location: which artifact

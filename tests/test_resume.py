@@ -151,3 +151,42 @@ def test_a_tampered_checkpoint_is_named_without_advising_unsafe_loading(tmp_path
     assert message.startswith(f"stages.sft: the checkpoint {checkpoints / 'checkpoint-1'} holds a "
                               f"file that does not load safely")
     assert "Do not load it with weights_only=False; delete that checkpoint folder" in message
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("moment", ["final_evaluation", "final_save"])
+def test_sigkill_during_the_final_evaluation_or_save_then_the_same_command(
+        tmp_path, tiny_model_dir, moment):
+    """SIGKILL at the exact moment (tests/kill_at.py wraps the Trainer from outside): the same
+    command ends with an uninterrupted run's steps, metrics and weights, and trains no step past
+    max_steps."""
+    import subprocess
+    import sys
+
+    from safetensors.torch import load_file
+
+    data = runs.write_data(tmp_path / "data")
+
+    def args(run_dir):
+        return [*runs.overrides(tiny_model_dir, data, run_dir), "~stages.reward_model",
+                "~stages.rl", "data.demonstrations.eval_fraction=0.25"]
+
+    whole = runs.run(args(tmp_path / "whole"))
+    assert whole.returncode == 0, whole.stdout[-3000:]
+    run_dir = tmp_path / "killed"
+    killed = subprocess.run([sys.executable, str(runs.REPO / "tests" / "kill_at.py"), moment,
+                             *args(run_dir)], cwd=runs.REPO, env=runs.env(),
+                            capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -9, (killed.stdout + killed.stderr)[-3000:]
+    assert runs.manifest(run_dir, "sft")["status"] == "running"
+    again = runs.run(args(run_dir))
+    assert again.returncode == 0, again.stdout[-3000:]
+    assert "resuming from" not in again.stdout  # the final checkpoint is loaded, not trained on
+    expected = runs.summary(tmp_path / "whole")["stages"]["sft"]["metrics"]
+    metrics = runs.summary(run_dir)["stages"]["sft"]["metrics"]
+    assert metrics["train_steps"] == expected["train_steps"] == runs.SFT_STEPS
+    assert metrics["eval_loss"] == pytest.approx(expected["eval_loss"])
+    assert runs.checkpoint_steps(run_dir / "sft")[-1] == runs.SFT_STEPS
+    a = load_file(str(tmp_path / "whole" / "sft" / "model" / "model.safetensors"))
+    b = load_file(str(run_dir / "sft" / "model" / "model.safetensors"))
+    assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)

@@ -12,6 +12,9 @@ from framework.pipeline.plan import build_plan
 from framework.pipeline.runner import run_pipeline
 from framework.pipeline.schema import RootConfig
 
+# Plans with fake hub ids that never load (conftest.hub_cache).
+pytestmark = pytest.mark.usefixtures("hub_cache")
+
 TOKEN_WORD = "tests.test_rl_stage:count_the"
 
 

@@ -12,6 +12,8 @@ class DataSourceConfig:
     # (.json, .jsonl, .parquet, .csv).
     path: str = "builtin:demonstrations"
     subset: Optional[str] = None  # hub data set config name
+    # A hub data set's branch, tag or commit (null: main). Reuse compares the commit it names.
+    revision: Optional[str] = None
     split: str = "train"
     # Held-out data: a named split, or else this fraction of the rows (whole prompt groups for
     # comparisons), chosen deterministically from `seed`.

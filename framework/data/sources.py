@@ -288,7 +288,8 @@ def _load_split(
             if builder == "json":
                 return _json_files(_split_files(p, split, where, path), where, bad)
             return _pick_split(datasets.load_dataset(builder, data_dir=str(p)), split, where, path), None
-        return datasets.load_dataset(path, source.subset, split=split), None
+        return datasets.load_dataset(path, source.subset, split=split,
+                                     revision=source.revision), None
     except DataError:
         raise
     except Exception as exc:  # the library's message is kept; we add where and what

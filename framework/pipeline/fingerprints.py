@@ -53,6 +53,8 @@ def fingerprint(location: Path, previous: Optional[dict] = None) -> dict:
 
 def differences(old: dict, new: dict, limit: int = 3) -> str:
     """What changed between two fingerprints, in words (for the log)."""
+    if "commit" in old or "commit" in new:
+        return f"hub commit {old.get('commit', '?')[:12]} -> {new.get('commit', '?')[:12]}"
     old_files, new_files = old.get("files", {}), new.get("files", {})
     changed = [n for n in new_files if n in old_files
                and new_files[n]["sha256"] != old_files[n]["sha256"]]

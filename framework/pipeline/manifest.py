@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-from framework.artifacts import Artifact
+from framework.artifacts import MODEL, Artifact
 from framework.common.files import read_json, write_json_atomic
 from framework.common.redact import redact
 from framework.pipeline.fingerprints import differences, fingerprint, local_path
@@ -61,10 +61,25 @@ def input_fingerprints(inputs: Mapping[str, Artifact], external: set[str],
     earlier = record.get("input_fingerprints") or {}
     out = {}
     for name in sorted(external):
-        path = local_path(inputs[name].location)
+        artifact = inputs[name]
+        path = local_path(artifact.location)
         if path is not None:
             out[name] = fingerprint(path, earlier.get(name))
+        elif (hub := hub_fingerprint(artifact)) is not None:
+            out[name] = hub
     return out
+
+
+def hub_fingerprint(artifact: Artifact) -> Optional[dict]:
+    """{"commit", "digest"} of a hub model or data set: the commit its revision names now (the
+    hub when reachable, else the local cache); None when nothing knows it."""
+    from framework.common.hub import REPO_ID, resolved_commit
+
+    if not REPO_ID.match(artifact.location):
+        return None
+    repo_type = "model" if artifact.kind == MODEL else "dataset"
+    commit = resolved_commit(artifact.location, repo_type, artifact.meta.get("revision"))
+    return None if commit is None else {"commit": commit, "digest": commit}
 
 
 def artifact_checksums(artifacts: Mapping[str, Artifact]) -> dict[str, dict]:

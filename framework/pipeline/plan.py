@@ -204,6 +204,7 @@ def _external_sources(cfg: DictConfig, problems: list[str], rows: bool = True) -
     try:
         check_local_config(cfg.model.name_or_path, "model.name_or_path")
         check_weights_format(cfg.model.name_or_path, cfg.model, "model.name_or_path")
+        _check_hub(cfg.model.name_or_path, "model", cfg.model.revision, "model.name_or_path")
     except ConfigError as exc:
         problems.append(str(exc))
     if cfg.model.dtype not in DTYPES:
@@ -214,6 +215,7 @@ def _external_sources(cfg: DictConfig, problems: list[str], rows: bool = True) -
         source = DataSourceConfig(**{k: v for k, v in fields.items() if k in known})
         try:
             check_source(source, f"data.{name}")
+            _check_hub(source.path, "dataset", source.revision, f"data.{name}.path")
             if rows:
                 check_rows(source, f"data.{name}")  # every row parsed, before any stage runs
         except FrameworkError as exc:
@@ -222,6 +224,16 @@ def _external_sources(cfg: DictConfig, problems: list[str], rows: bool = True) -
             continue
         sources[f"data.{name}"] = data_artifact(source)
     return sources
+
+
+def _check_hub(location: str, repo_type: str, revision, where: str) -> None:
+    """A hub id is cached or the hub reachable, found here rather than after a minute of the
+    hub client's retries when a stage loads it."""
+    from framework.common.hub import REPO_ID, check_reachable
+    from framework.data.sources import is_local
+
+    if REPO_ID.match(location) and not is_local(location):
+        check_reachable(location, repo_type, revision, where)
 
 
 def _wire(name, stage, wiring, sources, produced, all_stages, problems) -> dict[str, Artifact | OutputRef]:
