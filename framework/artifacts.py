@@ -62,6 +62,9 @@ DEMONSTRATIONS = _builtin(ArtifactKind(
 COMPARISONS = _builtin(ArtifactKind(
     "comparisons", "pairs (prompt, chosen, rejected) or rankings of K responses", data=True))
 PROMPTS = _builtin(ArtifactKind("prompts", "prompts for rollouts", data=True))
+FEEDBACK = _builtin(ArtifactKind(
+    "feedback", "single responses labelled desirable or not, or scored 1-7 (KTO data)",
+    data=True))
 TEXT = _builtin(ArtifactKind(
     "text", "plain text for language modelling (the PPO-ptx pretraining set)", data=True))
 

@@ -137,7 +137,7 @@ def tokenizer():
 
 @pytest.mark.parametrize("on_bad_row", ["error", "skip"])
 def test_example_longer_than_max_length(tmp_path, tokenizer, on_bad_row):
-    from framework_plugins.stages.sft.stage import check_lengths
+    from framework.trl.lengths import check_lengths
 
     long_prompt = " ".join(["word"] * 60)
     path = tmp_path / "demos.jsonl"
@@ -161,7 +161,7 @@ def test_example_longer_than_max_length(tmp_path, tokenizer, on_bad_row):
 @pytest.mark.parametrize("on_bad_row", ["error", "skip"])
 def test_response_that_max_length_would_cut(tmp_path, tokenizer, on_bad_row):
     """The prompt fits but prompt + response does not: TRL would cut the response silently."""
-    from framework_plugins.stages.sft.stage import check_lengths, full_length
+    from framework.trl.lengths import check_lengths, full_length
 
     long_answer = " ".join(["word"] * 60)
     path = tmp_path / "demos.jsonl"

@@ -25,6 +25,7 @@ _EXPORTS = {
     "expand_ranking": "framework.data.comparisons",
     "load_comparisons": "framework.data.comparisons",
     "to_pairs": "framework.data.comparisons",
+    "to_feedback": "framework.data.feedback",
     "BadRowError": "framework.data.report",
     "DataReport": "framework.data.report",
     "SourceReport": "framework.data.report",

@@ -16,7 +16,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence, Union
 
-from framework.artifacts import COMPARISONS, DEMONSTRATIONS, PROMPTS, TEXT
+from framework.artifacts import COMPARISONS, DEMONSTRATIONS, FEEDBACK, PROMPTS, TEXT
 from framework.data.report import BadRowError
 from framework.errors import DataError, PluginError
 from framework.registry import Registry
@@ -59,8 +59,8 @@ def register_format(fmt: DataFormat, source: str = "registered") -> DataFormat:
 
 # The built-in formats, most specific first within a kind (auto-detection takes the first whose
 # columns are all present).
-_DEMO, _CMP, _PROMPT = ("framework.data.demonstrations", "framework.data.comparisons",
-                        "framework.data.prompts")
+_DEMO, _CMP, _PROMPT, _FB = ("framework.data.demonstrations", "framework.data.comparisons",
+                             "framework.data.prompts", "framework.data.feedback")
 _BUILTIN_FORMATS = (
     DataFormat(DEMONSTRATIONS, "messages", ("messages",), f"{_DEMO}:from_messages"),
     DataFormat(DEMONSTRATIONS, "prompt_completion", ("prompt", "completion"),
@@ -79,6 +79,11 @@ _BUILTIN_FORMATS = (
     # the chosen dialogue before its last Assistant reply
     DataFormat(PROMPTS, "hh", ("chosen", "rejected"), f"{_PROMPT}:from_hh"),
     DataFormat(TEXT, "text", ("text",), f"{_PROMPT}:from_text"),
+    # KTO's unpaired feedback: a boolean label (TRL's and LLaMA-Factory's KTO data), or a 1-7
+    # score that the kto stage's rule turns into one
+    DataFormat(FEEDBACK, "messages", ("messages", "label"), f"{_FB}:from_messages"),
+    DataFormat(FEEDBACK, "labelled", ("prompt", "completion", "label"), f"{_FB}:from_labelled"),
+    DataFormat(FEEDBACK, "scored", ("prompt", "completion", "score"), f"{_FB}:from_scored"),
 )
 for _fmt in _BUILTIN_FORMATS:
     register_format(_fmt, source="rlhf-framework")

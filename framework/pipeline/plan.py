@@ -89,6 +89,8 @@ def build_plan(cfg: DictConfig, rows: bool = True) -> list[PlannedStage]:
             try:
                 known = {k: v for k, v in inputs.items() if not isinstance(v, OutputRef)}
                 stage.check(known, where)
+            except ConfigError as exc:
+                problems.extend(exc.problems)  # each its own line, not one nested list
             except FrameworkError as exc:
                 problems.append(str(exc))
         plan.append(PlannedStage(name, node.plugin, stage, _hashed_node(node, adapter), inputs,

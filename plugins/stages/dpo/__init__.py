@@ -1,0 +1,3 @@
+from framework_plugins.stages.dpo.stage import DPOStage
+
+__all__ = ["DPOStage"]
