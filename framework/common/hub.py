@@ -79,14 +79,22 @@ def resolved_commit(repo_id: str, repo_type: str, revision: Optional[str]) -> Op
     if revision and COMMIT.match(revision):
         return revision
     if not is_offline() and unreachable_reason() is None:
-        from huggingface_hub import HfApi
-
-        try:
-            info = HfApi().repo_info(repo_id, repo_type=repo_type, revision=revision)
-            return info.sha
-        except Exception as exc:  # noqa: BLE001 - a private or missing repo: the cache decides
-            log.debug("hub: %s %s: %s", repo_type, repo_id, exc)
+        commit = _hub_commit(repo_id, repo_type, revision)
+        if commit is not None:
+            return commit
     return cached_commit(repo_id, repo_type, revision)
+
+
+@functools.lru_cache(maxsize=None)
+def _hub_commit(repo_id: str, repo_type: str, revision: Optional[str]) -> Optional[str]:
+    """The hub's answer, asked once per process (every stage reading the input checks it)."""
+    from huggingface_hub import HfApi
+
+    try:
+        return HfApi().repo_info(repo_id, repo_type=repo_type, revision=revision).sha
+    except Exception as exc:  # noqa: BLE001 - a private or missing repo: the cache decides
+        log.debug("hub: %s %s: %s", repo_type, repo_id, exc)
+        return None
 
 
 def check_reachable(repo_id: str, repo_type: str, revision: Optional[str], where: str) -> None:

@@ -79,18 +79,17 @@ class _TRLOnlineOptimizer(Optimizer):
 
     def train(self, job: PolicyTrainingJob) -> tuple[Artifact, Mapping[str, Any]]:
         import trl
+        from transformers import AutoModelForCausalLM
 
+        from framework.data import load_examples, source_from_artifact, to_prompts
+        from framework.data.report import SourceReport
         from framework.models import load_tokenizer
         from framework.models.adapter_models import (
             CAUSAL_LM, finish_adapter, full_weights_dir, load_for_training)
         from framework.models.freezing import freeze_lower_layers
         from framework.models.loading import load_pretrained
         from framework.trl import training
-        from framework.data import load_examples, source_from_artifact, to_prompts
         from framework_plugins.optimizers.trl_online.rewards import TRLRewardFunction
-
-        from framework.data.report import SourceReport
-        from transformers import AutoModelForCausalLM
 
         cfg, where = self.config, "stages.rl.params.optimizer"
         output_dir = Path(job.output_dir)
