@@ -133,10 +133,15 @@ def test_rerun_skips_done_stages_and_a_change_reruns_from_there(tmp_path):
     run_dir = tmp_path / "run"
     run_pipeline(config(tmp_path, two_stages(steps=2)), run_dir, "test")
     CALLS.clear()
+    first = json.loads((run_dir / "summary.json").read_text())["stages"]["sft"]
     summary = run_pipeline(config(tmp_path, two_stages(steps=2)), run_dir, "test")
     assert CALLS == []
     assert [s["status"] for s in summary["stages"].values()] == ["skipped", "skipped"]
     assert summary["stages"]["sft"]["metrics"] == {"steps": 2}
+    # a skipped stage keeps what its run cost, apart from this run's (nothing)
+    assert summary["stages"]["sft"]["when_run"] == {
+        "seconds": first["seconds"], "peak_rss_mib": first["peak_rss_mib"]}
+    assert first["peak_rss_mib"] > 0 and summary["stages"]["sft"]["seconds"] == 0.0
     summary = run_pipeline(config(tmp_path, two_stages(steps=5)), run_dir, "test")
     assert CALLS == ["sft", "rm"]  # sft changed, so everything after it re-runs too
     # changing only the last stage re-runs only it

@@ -15,7 +15,7 @@ from framework.artifacts import Artifact
 from framework.errors import FrameworkError, TrainingInterrupted
 from framework.hardware import as_hardware, launches
 from framework.pipeline.large_models import apply_large_model_adapter
-from framework.common import signals
+from framework.common import peak_memory, signals
 from framework.common.files import write_text_atomic
 from framework.pipeline.manifest import (
     artifact_checksums, config_hash, input_fingerprints, read_record, reuse,
@@ -88,7 +88,10 @@ def _run_or_reuse(planned: PlannedStage, inputs, digest, fingerprints, previous:
     if reusable is not None:
         log.info("stage %s: already done with the same config, skipped", planned.name)
         entry = {"status": "skipped", "seconds": 0.0, "metrics": reusable["metrics"],
-                 "artifacts": reusable["artifacts"]}
+                 "artifacts": reusable["artifacts"],
+                 # what the reused attempt cost, for reports that compare runs
+                 "when_run": {"seconds": round(reusable.get("seconds", 0.0), 2),
+                              "peak_rss_mib": reusable.get("peak_rss_mib")}}
         summary["stages"][planned.name] = entry
         write_summary(run_dir, summary)
         return entry
@@ -105,7 +108,8 @@ def _run_or_reuse(planned: PlannedStage, inputs, digest, fingerprints, previous:
     write_manifest(stage_dir, run_dir, record)
     start = time.monotonic()
     try:
-        result = _run_stage(planned, inputs, ctx, cfg)
+        with peak_memory.measure() as memory:
+            result = _run_stage(planned, inputs, ctx, cfg)
         _check_result(planned, result)
     except BaseException as exc:
         seconds = time.monotonic() - start
@@ -120,11 +124,13 @@ def _run_or_reuse(planned: PlannedStage, inputs, digest, fingerprints, previous:
         write_summary(run_dir, summary)
         raise
     seconds = time.monotonic() - start
-    record.update(status="done", seconds=seconds, metrics=result.metrics,
+    record.update(status="done", seconds=seconds, peak_rss_mib=memory["peak_rss_mib"],
+                  metrics=result.metrics,
                   artifacts=result.artifacts,
                   artifact_checksums=artifact_checksums(result.artifacts) if leader else {})
     write_manifest(stage_dir, run_dir, record)
-    entry = {"status": "done", "seconds": round(seconds, 2), "metrics": result.metrics,
+    entry = {"status": "done", "seconds": round(seconds, 2),
+             "peak_rss_mib": memory["peak_rss_mib"], "metrics": result.metrics,
              "artifacts": result.artifacts}
     summary["stages"][planned.name] = entry
     write_summary(run_dir, summary)
