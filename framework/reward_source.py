@@ -63,3 +63,11 @@ class RewardSource(Plugin, ABC):
     def score(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> list[float]:
         """One reward per (prompt, response) pair. Prompts are chat conversations (see
         `Prompt`), so a reward model sees the whole dialogue the response answers."""
+
+    def compare(self, prompts: Sequence[Prompt], first: Sequence[str],
+                second: Sequence[str]) -> list[float]:
+        """A pairwise verdict per prompt: 1.0 where `first` is preferred, 0.0 where `second` is,
+        0.5 for a tie (scores within 1e-9). By default the scores decide; a judge that compares
+        two responses directly (an LLM judge asked in both orders) overrides this."""
+        a, b = self.score(prompts, first), self.score(prompts, second)
+        return [0.5 if abs(x - y) <= 1e-9 else float(x > y) for x, y in zip(a, b)]

@@ -16,6 +16,7 @@ LAYERS = [
     {"models"},
     {"data"},
     {"packing", "rollout", "memory", "stage", "reward_source", "optimizer", "trl"},
+    {"evaluation"},  # uses rollout
     {"plugins"},  # the registries of the three interfaces
     {"pipeline", "config_sources"},
     {"memory.command", "listing", "cli", "__main__", "__init__"},  # commands

@@ -1,6 +1,7 @@
 """Before/after evaluation of a policy on held-out prompts: mean reward of each scorer, and the
 mean KL to the reference policy, estimated on the policy's own samples as
-KL(pi || pi_ref) ~ mean over responses of sum_t [log pi(y_t) - log pi_ref(y_t)].
+KL(pi || pi_ref) ~ mean over responses of sum_t [log pi(y_t) - log pi_ref(y_t)]
+(framework/evaluation/sampling.py).
 
 In several processes each samples and scores its share of the prompts (seeded by rank) and the
 shares are gathered, so every process gets the same, complete result."""
@@ -9,36 +10,20 @@ from __future__ import annotations
 
 from typing import Mapping, Optional, Sequence
 
-import torch
-
-from framework import rollout
 from framework.common import distributed
+from framework.evaluation import sampling
 from framework.reward_source import RewardSource
 from framework_plugins.stages.rl.config import EvaluationConfig
 
 
-@torch.no_grad()
 def sample_responses(policy, tokenizer, prompts: Sequence[list], cfg: EvaluationConfig, seed: int,
                      reference=None) -> tuple[list[str], list[float], list[float]]:
     """One seeded sample per prompt: (responses, token lengths, per-response KL to `reference`;
     empty without one)."""
-    texts = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True)
-             for p in prompts]
-    torch.manual_seed(seed)
-    responses, lengths, kls = [], [], []
-    for start in range(0, len(prompts), cfg.batch_size):
-        batch = rollout.generate(
-            policy, tokenizer, texts[start:start + cfg.batch_size], prompts[start:start + cfg.batch_size],
-            max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_k=0, top_p=1.0,
-            max_prompt_length=1024,
-        )
-        responses += batch.responses
-        lengths += batch.response_mask.sum(1).tolist()
-        if reference is not None:
-            logp = rollout.response_logprobs(policy, batch, cfg.temperature)
-            ref_logp = rollout.response_logprobs(reference, batch, cfg.temperature)
-            kls += ((logp - ref_logp) * batch.response_mask).sum(1).tolist()
-    return responses, lengths, kls
+    out = sampling.sample(policy, tokenizer, prompts, max_new_tokens=cfg.max_new_tokens,
+                          temperature=cfg.temperature, batch_size=cfg.batch_size, seed=seed,
+                          reference=reference)
+    return out.responses, out.lengths, out.kl
 
 
 def sample_all(policy, tokenizer, prompts: Sequence[list], cfg: EvaluationConfig,

@@ -9,6 +9,7 @@ from typing import Any, Mapping
 from framework import plugins
 from framework.artifacts import MODEL, PROMPTS, REWARD_MODEL, TEXT, Artifact, Port
 from framework.errors import ConfigError
+from framework.evaluation.prompts import check_held_out, prompt_splits
 from framework.hardware.config import device
 from framework.common.distributed import is_main_process
 from framework.optimizer import PolicyTrainingJob
@@ -121,15 +122,9 @@ class RLStage(Stage):
         for key, nested in self._sources:
             nested.instance.check(f"{where}.params.{key}.params")
         if self.config.evaluation.num_prompts and "prompts" in inputs:
-            from framework.data import source_from_artifact
-
-            source = source_from_artifact(inputs["prompts"], f"{where}.inputs.prompts")
-            if not (source.eval_split or source.eval_fraction > 0):
-                raise ConfigError(
-                    f"{where}.inputs.prompts: reward_before/reward_after are measured on held-out "
-                    f"prompts, but data source {source.path!r} has none; set its eval_fraction "
-                    f"(or eval_split), or set {where}.params.evaluation.num_prompts=0."
-                )
+            check_held_out(inputs["prompts"], f"{where}.inputs.prompts",
+                           "reward_before/reward_after are",
+                           f"{where}.params.evaluation.num_prompts=0")
 
     # ---------------------------------------------------------------------------------- run
     def run(self, inputs: Mapping[str, Artifact], ctx: StageContext) -> StageResult:
@@ -145,7 +140,7 @@ class RLStage(Stage):
 
         tokenizer = load_tokenizer(inputs["policy"].location, ctx.model)
         report = DataReport()
-        train_prompts, eval_prompts = _prompts(inputs["prompts"], f"{where}.inputs.prompts",
+        train_prompts, eval_prompts = prompt_splits(inputs["prompts"], f"{where}.inputs.prompts",
                                                report.source("prompts"))
         eval_prompts = eval_prompts[: self.config.evaluation.num_prompts]
         calibrate = self.reward is not None and self.reward.needs_calibration
@@ -160,7 +155,7 @@ class RLStage(Stage):
             policy=inputs["policy"], prompts=inputs["prompts"], reward=self.reward,
             pretraining=inputs.get("pretraining"), output_dir=ctx.output_dir, seed=ctx.seed,
             model=ctx.model, reward_model=inputs.get("reward_model"), hardware=ctx.hardware,
-            data_report=report, adapter=ctx.adapter,
+            data_report=report, adapter=ctx.adapter, stage=ctx.name,
         )
         policy, train_metrics = self.optimizer.train(job)
         if eval_prompts:
@@ -218,13 +213,3 @@ def _load_policy(artifact: Artifact, ctx: StageContext):
 
     model = load_merged(artifact, ctx.model, CAUSAL_LM, f"stages.{ctx.name}.inputs.policy")
     return model.to(device(ctx.hardware) or PartialState().device).eval()
-
-
-def _prompts(artifact: Artifact, where: str, report=None) -> tuple[list, list]:
-    """(training prompts, held-out prompts) as chat message lists; bad rows skipped (with
-    on_bad_row: skip) are recorded in `report`."""
-    from framework.data import load_examples, source_from_artifact, to_prompts
-
-    source = source_from_artifact(artifact, where)
-    train, held_out = load_examples(source, where, to_prompts, report=report)
-    return list(train["prompt"]), list(held_out["prompt"]) if held_out is not None else []
