@@ -162,6 +162,30 @@ def test_reward_model_stacks_chosen_and_rejected_and_has_no_vocab_logits():
     assert parts["activations"] == activation_bytes(TINY, 6, 4, 4, "sdpa", False)  # 2 x 3 sequences
 
 
+def test_dpo_holds_a_frozen_reference_only_without_an_adapter():
+    hw = HardwareSpec(device_gb=1, dtype="bf16", overhead_gb=0)
+    wl = TrainWorkload("dpo", "dpo", batch_size=3, max_length=4, gradient_checkpointing=False,
+                       sequences_per_row=2, frozen_reference=True)
+    full = estimate_training(TINY, AdapterSpec(), hw, wl)
+    parts = bytes_of(full)
+    assert parts["reference weights (frozen)"] == parts["weights"] == 1704 * 2
+    plain = estimate_training(TINY, AdapterSpec(), hw, dataclasses.replace(wl, frozen_reference=False))
+    assert full.peak_bytes - plain.peak_bytes == 1704 * 2
+    # with LoRA the reference is the base with the adapter disabled: nothing more is held
+    lora = estimate_training(TINY, AdapterSpec("lora"), hw, wl)
+    assert not any("reference" in name for name in bytes_of(lora))
+
+
+def test_the_dpo_and_kto_stages_declare_their_reference():
+    from framework_plugins.stages.dpo import DPOStage
+    from framework_plugins.stages.kto import KTOStage
+
+    for cls in (DPOStage, KTOStage):
+        stage = cls(cls.parse_config({"args": {"max_length": 64}}, "params"))
+        workload = stage.memory_workload("s")
+        assert workload.frozen_reference and workload.sequences_per_row == 2
+
+
 def test_ppo_full_fine_tuning_by_hand():
     hw = HardwareSpec(dtype="fp32", overhead_gb=0)
     wl = PPOWorkload("rl", batch_size=4, num_minibatches=2, gradient_accumulation_steps=1,
@@ -293,7 +317,7 @@ def compose(*overrides):
 
 
 def test_workloads_read_from_instructgpt():
-    sft, rm, rl = stage_workloads(compose("+recipe=instructgpt"))
+    sft, rm, rl, _ = stage_workloads(compose("+recipe=instructgpt"))  # evaluate: no training
     assert (sft.stage, sft.batch_size, sft.max_length, sft.sequences) == ("sft", 8, 256, 8)
     assert sft.gradient_checkpointing is True  # TRL's default; the hardware profile decides
     assert (rm.kind, rm.batch_size, rm.sequences, rm.max_length) == ("reward_model", 12, 24, 256)
@@ -307,7 +331,7 @@ def test_overrides_reach_the_workloads():
                   "stages.rl.params.optimizer.params.ptx_coef=0",
                   "stages.rl.params.reward.name=function", "~stages.rl.params.reward.params",
                   "+stages.rl.params.reward.params.function=framework.data.builtin.labeler:score")
-    sft, _, rl = stage_workloads(cfg)
+    sft, _, rl, _ = stage_workloads(cfg)
     assert sft.max_length == 512 and rl.ptx_batch_size == 0 and not rl.reward_model
 
 

@@ -278,6 +278,9 @@ def estimate_training(shape: ModelShape, adapter: AdapterSpec, hw: HardwareSpec,
         b.add("weights", "weights", params * hw.weight_bytes,
               note=f"{params / 1e6:,.1f}M x {hw.weight_bytes} B")
         b.trainable(params, full=True)
+        if wl.frozen_reference:
+            b.add("reference weights (frozen)", "weights", params * hw.weight_bytes,
+                  note=f"{params / 1e6:,.1f}M x {hw.weight_bytes} B, the starting model")
     else:
         base = shape.causal_lm_params if causal else shape.backbone_params
         b.add(f"frozen base weights ({_base_note(adapter, hw)})", "weights",

@@ -137,6 +137,9 @@ class TrainWorkload:
     compute_dtype: Optional[str] = None  # bf16/fp16 autocast asked for in the stage's args
     sequences_per_row: int = 1
     causal_lm: bool = True  # logits over the vocabulary (a language-model loss); else a score
+    # A frozen copy of the starting weights beside the trained ones (DPO's and KTO's reference
+    # without an adapter; with one, the reference is the base with the adapter off: no copy).
+    frozen_reference: bool = False
 
     @property
     def sequences(self) -> int:

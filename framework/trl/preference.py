@@ -41,6 +41,7 @@ class PreferenceStage(TRLStage):
 
     model_task = CAUSAL_LM
     trl_trainer: ClassVar[str]
+    frozen_reference = True  # without an adapter; the planner counts the copy
 
     def check_chat_template(self, tokenizer, where: str) -> None:
         if not tokenizer.chat_template:

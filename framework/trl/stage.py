@@ -47,6 +47,7 @@ class TRLStage(Stage):
         "per_device_train_batch_size": 8, "max_length": 1024, "gradient_accumulation_steps": 1,
         "gradient_checkpointing": True}
     sequences_per_row: ClassVar[int] = 1  # sequences a batch row puts through the model
+    frozen_reference: ClassVar[bool] = False  # holds a copy of the starting weights (DPO, KTO)
 
     # ------------------------------------------------------------------------------ hooks
     def load_data(self, source, where: str, report):
@@ -60,15 +61,11 @@ class TRLStage(Stage):
     def load_model(self, location: str, args, adapter: AdapterConfig, ctx: StageContext,
                    where: str):
         """(the model, or a path the trainer loads itself; peft config or None)."""
-        from framework.models.adapter_models import auto_class, load_for_training, task_kwargs
-        from framework.models.loading import load_pretrained
+        from framework.models.adapter_models import load_trainable
 
-        if adapter.enabled:
-            return load_for_training(location, self.model_task, ctx.model, adapter, ctx.hardware,
-                                     gradient_checkpointing=args.gradient_checkpointing,
-                                     freeze_layers=self.config.freeze_layers, where=where)
-        return load_pretrained(auto_class(self.model_task), str(location), ctx.model,
-                               f"{where}.inputs.model", **task_kwargs(self.model_task)), None
+        return load_trainable(location, self.model_task, ctx.model, adapter, ctx.hardware,
+                              gradient_checkpointing=args.gradient_checkpointing,
+                              freeze_layers=self.config.freeze_layers, where=where)
 
     def build_trainer(self, model, tokenizer, args, train, evaluation, peft_config):
         raise NotImplementedError
@@ -120,7 +117,7 @@ class TRLStage(Stage):
             gradient_accumulation_steps=values["gradient_accumulation_steps"],
             gradient_checkpointing=bool(values["gradient_checkpointing"]),
             compute_dtype=compute, sequences_per_row=self.sequences_per_row,
-            causal_lm=self.model_task == CAUSAL_LM)
+            causal_lm=self.model_task == CAUSAL_LM, frozen_reference=self.frozen_reference)
 
     def run(self, inputs: Mapping[str, Artifact], ctx: StageContext) -> StageResult:
         from framework.common.distributed import is_main_process, record_weights
@@ -149,11 +146,9 @@ class TRLStage(Stage):
         # an adapter input is merged into its base first: this stage trains on that
         location = full_weights_dir(inputs["model"], output_dir / "start_model", ctx.model)
         model, peft_config = self.load_model(location, args, adapter, ctx, where)
-        freeze = not adapter.enabled and self.config.freeze_layers
-        if freeze and not isinstance(model, (str, Path)):
-            freeze_lower_layers(model, self.config.freeze_layers, f"{where}.params.freeze_layers")
         trainer = self.build_trainer(model, tokenizer, args, train, evaluation, peft_config)
-        if freeze and isinstance(model, (str, Path)):  # the trainer loaded it
+        if not adapter.enabled and self.config.freeze_layers and isinstance(model, (str, Path)):
+            # load_model handed over a path and the trainer loaded the weights
             freeze_lower_layers(trainer.model, self.config.freeze_layers,
                                 f"{where}.params.freeze_layers")
         match_trainable_dtype(trainer.model, adapter, ctx.model, ctx.hardware)
