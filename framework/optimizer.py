@@ -40,6 +40,7 @@ class PolicyTrainingJob:
     # Train adapters instead of full weights (an optimizer that accepts them says so in
     # adapter_problems); None or kind none: full weights.
     adapter: Optional[AdapterConfig] = None
+    stage: str = "rl"  # the RL stage's key in the recipe, for config paths in errors
 
 
 class Optimizer(Plugin, ABC):

@@ -46,6 +46,27 @@ def task_kwargs(task_type: str) -> dict:
 
 
 # ----------------------------------------------------------------------------- training
+def load_trainable(location: str, task_type: str, model_cfg: Any, adapter: Optional[AdapterConfig],
+                   hardware: Any = None, *, gradient_checkpointing: bool = False,
+                   freeze_layers: int = 0, where: str = "stage", input_where: str = "",
+                   freeze_where: str = ""):
+    """(model, peft config or None) for a TRL trainer: with an enabled adapter, load_for_training;
+    else the full weights, their lowest `freeze_layers` layers frozen. `where`: the stage node;
+    `input_where`, `freeze_where`: the config paths of the weights' input and of freeze_layers
+    (default: WHERE.inputs.model and WHERE.params.freeze_layers)."""
+    from framework.models.freezing import freeze_lower_layers
+
+    if adapter is not None and adapter.enabled:
+        return load_for_training(location, task_type, model_cfg, adapter, hardware,
+                                 gradient_checkpointing=gradient_checkpointing,
+                                 freeze_layers=freeze_layers, where=where)
+    model = load_pretrained(auto_class(task_type), str(location), model_cfg,
+                            input_where or f"{where}.inputs.model", **task_kwargs(task_type))
+    if freeze_layers:
+        freeze_lower_layers(model, freeze_layers, freeze_where or f"{where}.params.freeze_layers")
+    return model, None
+
+
 def load_for_training(location: str, task_type: str, model_cfg: Any, adapter: AdapterConfig,
                       hardware: Any = None, *, gradient_checkpointing: bool = False,
                       freeze_layers: int = 0, where: str = "stage", init_kwargs=None):

@@ -112,7 +112,7 @@ class PPOOptimizer(Optimizer):
             raise ConfigError(
                 f"adapter kind {adapter.kind!r} in the RL stage runs in one process for now (the "
                 f"policy and value adapters share one base, which DDP would wrap once for both); "
-                f"use a single-process hardware profile for RL, or stages.rl.adapter.kind=none.")
+                f"use a single-process hardware profile for RL, or stages.{job.stage}.adapter.kind=none.")
         output_dir = Path(job.output_dir)
         # adapter inputs (LoRA/QLoRA stage outputs) are merged into their bases once, on disk
         policy_path = full_weights_dir(job.policy, output_dir / "start_policy", job.model)
@@ -121,13 +121,13 @@ class PPOOptimizer(Optimizer):
         tokenizer = load_tokenizer(job.policy.location, job.model)
         prompts = check_prompt_lengths(prompts, tokenizer, cfg.max_prompt_length, job.prompts,
                                        prompts_report, report)
-        kwargs = _load_kwargs(job.model, str(policy_path),
+        kwargs = _load_kwargs(job.model, str(policy_path), f"stages.{job.stage}",
                               str(reward_model_path) if cfg.value_init == "reward_model" else None)
         trainer = PPOTrainer(cfg, PPOInputs(
             policy_path=policy_path, tokenizer=tokenizer, reward=job.reward, prompts=prompts,
             output_dir=output_dir, seed=job.seed, load_kwargs=kwargs, pretraining=pretraining,
             reward_model_path=reward_model_path, hardware=job.hardware, adapter=adapter,
-            model=job.model))
+            model=job.model, stage=job.stage))
         metrics = trainer.train()
         record_weights("policy", trainer.accelerator.unwrap_model(trainer.policy))  # diagnostics
         policy_dir = trainer.save_policy(output_dir / "policy")
@@ -139,14 +139,14 @@ class PPOOptimizer(Optimizer):
         return Artifact(MODEL, str(policy_dir), {"base": job.policy.location}), metrics
 
 
-def _load_kwargs(model_cfg, policy_path: str, value_path: str | None) -> dict:
+def _load_kwargs(model_cfg, policy_path: str, where: str, value_path: str | None) -> dict:
     """One set of from_pretrained options serves the policy, its reference and the value model,
     so they must agree on trusting remote code; weights must be safetensors (unless allowed)."""
     from framework.models import check_weights_format, load_kwargs, trusts_remote_code
 
-    check_weights_format(policy_path, model_cfg, "stages.rl.inputs.policy")
+    check_weights_format(policy_path, model_cfg, f"{where}.inputs.policy")
     if value_path is not None:
-        check_weights_format(value_path, model_cfg, "stages.rl.inputs.reward_model")
+        check_weights_format(value_path, model_cfg, f"{where}.inputs.reward_model")
         if trusts_remote_code(model_cfg, value_path) != trusts_remote_code(model_cfg, policy_path):
             raise ConfigError(
                 f"optimizer.value_init=reward_model would run the code of {value_path!r} with "

@@ -81,6 +81,7 @@ class PPOInputs:
     hardware: Optional[HardwareConfig] = None
     adapter: Optional[AdapterConfig] = None  # lora/qlora: one shared base (shared_base.py)
     model: ModelConfig = field(default_factory=ModelConfig)  # loading options (dtype, ...)
+    stage: str = "rl"  # the stage's key in the recipe, for config paths in errors
 
 
 class PPOTrainer:
@@ -90,6 +91,7 @@ class PPOTrainer:
         seed, model_cfg = inputs.seed, inputs.model
         self.cfg, self.tokenizer, self.reward = config, tokenizer, inputs.reward
         self.policy_path = policy_path
+        self.where = f"stages.{inputs.stage}"
         self.prompts, self.pretraining = prompts, pretraining
         self.output_dir = Path(inputs.output_dir)
         self.accelerator = make_accelerator(hardware)  # the profile's precision and device
@@ -177,7 +179,7 @@ class PPOTrainer:
         )
 
         base, _ = load_for_training(str(policy_path), CAUSAL_LM, model_cfg, adapter, hardware,
-                                    where="stages.rl", init_kwargs=load_kwargs)
+                                    where=self.where, init_kwargs=load_kwargs)
         self.shared = shared_base.build_shared_model(base, adapter)
         match_trainable_dtype(self.shared, adapter, model_cfg, hardware)
         if resume_from is not None:

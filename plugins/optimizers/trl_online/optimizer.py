@@ -79,41 +79,33 @@ class _TRLOnlineOptimizer(Optimizer):
 
     def train(self, job: PolicyTrainingJob) -> tuple[Artifact, Mapping[str, Any]]:
         import trl
-        from transformers import AutoModelForCausalLM
 
         from framework.data import load_examples, source_from_artifact, to_prompts
         from framework.data.report import SourceReport
         from framework.models import load_tokenizer
         from framework.models.adapter_models import (
-            CAUSAL_LM, finish_adapter, full_weights_dir, load_for_training)
-        from framework.models.freezing import freeze_lower_layers
-        from framework.models.loading import load_pretrained
+            CAUSAL_LM, finish_adapter, full_weights_dir, load_trainable)
         from framework.trl import training
         from framework_plugins.optimizers.trl_online.rewards import TRLRewardFunction
 
-        cfg, where = self.config, "stages.rl.params.optimizer"
+        stage = f"stages.{job.stage}"
+        cfg, where = self.config, f"{stage}.params.optimizer"
         output_dir = Path(job.output_dir)
         checkpoints = output_dir / "checkpoints"
         args = self.trl_args(cfg, str(checkpoints), job.seed, where, job.hardware)
         # training prompts as messages; the RL stage reported their skipped rows already, and
         # keeps the held-out ones for its before/after evaluation
-        train, _ = load_examples(source_from_artifact(job.prompts, "stages.rl.inputs.prompts"),
-                                 "stages.rl.inputs.prompts", to_prompts,
+        train, _ = load_examples(source_from_artifact(job.prompts, f"{stage}.inputs.prompts"),
+                                 f"{stage}.inputs.prompts", to_prompts,
                                  report=SourceReport("prompts"))
         location = full_weights_dir(job.policy, output_dir / "start_policy", job.model)
         tokenizer = load_tokenizer(job.policy.location, job.model)
         adapter = job.adapter if job.adapter is not None and job.adapter.enabled else None
-        peft_config = None
-        if adapter is not None:
-            model, peft_config = load_for_training(
-                location, CAUSAL_LM, job.model, adapter, job.hardware,
-                gradient_checkpointing=args.gradient_checkpointing,
-                freeze_layers=cfg.freeze_layers, where="stages.rl")
-        else:
-            model = load_pretrained(AutoModelForCausalLM, str(location), job.model,
-                                    "stages.rl.inputs.policy")
-            if cfg.freeze_layers:
-                freeze_lower_layers(model, cfg.freeze_layers, f"{where}.params.freeze_layers")
+        model, peft_config = load_trainable(
+            location, CAUSAL_LM, job.model, adapter, job.hardware,
+            gradient_checkpointing=args.gradient_checkpointing, freeze_layers=cfg.freeze_layers,
+            where=stage, input_where=f"{stage}.inputs.policy",
+            freeze_where=f"{where}.params.freeze_layers")
         trainer = getattr(trl, self.trl_trainer)(
             model=model, reward_funcs=[TRLRewardFunction(job.reward)], args=args,
             train_dataset=train, processing_class=tokenizer, peft_config=peft_config)
