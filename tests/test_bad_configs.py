@@ -22,6 +22,7 @@ from framework.pipeline.plan import build_plan
 register_configs()
 
 RL, PPO, REWARD = "stages.rl.params", "stages.rl.params.optimizer.params", "stages.rl.params.reward.params"
+EVALUATE = "stages.evaluate.params"
 NO_RECIPE = "no recipe"
 
 # kind -> (overrides, fragments the error message must contain)
@@ -68,12 +69,19 @@ CATALOGUE: dict[str, tuple[list[str], tuple[str, ...]]] = {
                               ("stages.rl.params.reward.name: Unknown reward source plugin",
                                "Did you mean 'reward_model'?")),
     "reward function that does not import": (
-        [f"{RL}.report.labeler.params.function=nowhere.mod:f"],
-        ("stages.rl.params.report.labeler.params.function: cannot import 'nowhere.mod:f'",)),
+        [f"{EVALUATE}.scorers.labeler.params.function=nowhere.mod:f"],
+        ("stages.evaluate.params.scorers.labeler.params.function: cannot import 'nowhere.mod:f'",)),
     "optimizer that needs a reward source without one": (
         [f"{RL}.reward=null"], ("stages.rl.params.reward: optimizer 'ppo' needs a reward source",)),
+    "reserved scorer name": (
+        [f"++{EVALUATE}.scorers.entropy={{name: function, params: {{function: "
+         f"'framework.data.builtin.labeler:score'}}}}"], ("stages.evaluate.params.scorers:",
+                                                         "reserved metric names")),
+    "evaluate baseline that is not a policy": (
+        [f"++{EVALUATE}.baseline=dpo"],
+        ("stages.evaluate.params.baseline: 'dpo' is not one of policies ['sft', 'rl']",)),
     "reserved report name": (
-        [f"++{RL}.report.kl={{name: function, params: {{function: "
+        [f"++{RL}.evaluation.num_prompts=24", f"++{RL}.report.kl={{name: function, params: {{function: "
          f"'framework.data.builtin.labeler:score'}}}}"], ("stages.rl.params.report:",
                                                          "reserved metric names")),
     # --- TRL trainer arguments (sft, reward_model) ------------------------------------------
@@ -144,6 +152,10 @@ CATALOGUE: dict[str, tuple[list[str], tuple[str, ...]]] = {
                                     ("stages.rl.params.evaluation.temperature: must be > 0",)),
     "evaluation without held-out prompts": (
         ["data.prompts.eval_fraction=0"],
+        ("stages.evaluate.inputs.prompts: the evaluation is measured on held-out prompts",)),
+    "RL evaluation without held-out prompts": (
+        ["data.prompts.eval_fraction=0", f"{RL}.evaluation.num_prompts=24",
+         "~stages.evaluate"],
         ("stages.rl.inputs.prompts: reward_before/reward_after are measured on held-out prompts",)),
     # --- wiring -----------------------------------------------------------------------------
     "input wired to nothing": (["stages.reward_model.inputs.data=data.comparisonz"],
@@ -249,7 +261,7 @@ def test_bad_config_is_reported_before_weights_load(kind, tmp):
 def test_the_catalogue(capsys):
     with capsys.disabled():
         print(f"\nbad-config kinds in the catalogue: {len(CATALOGUE)}")
-    assert len(CATALOGUE) == 75
+    assert len(CATALOGUE) == 78
     # the recipe itself is fine: each row fails because of its own overrides
     assert build_plan(compose(config_name="config", overrides=["+recipe=instructgpt"]))
 
