@@ -58,7 +58,7 @@ def overrides(model_dir: Path, data: dict[str, Path], run_dir: Path) -> list[str
         "~stages.rl.inputs.pretraining", "~stages.rl.inputs.reward_model",
         "~stages.rl.params.reward.params", f"{ppo}.reward.name=function",
         f"{ppo}.reward.params.function=tests.pipeline_runs:slow_reward",
-        "~stages.rl.params.report", f"{ppo}.evaluation.num_prompts=0",
+        "~stages.evaluate", f"{ppo}.evaluation.num_prompts=0",
         f"hydra.run.dir={run_dir}",
     ]
 

@@ -235,7 +235,7 @@ def test_recipe_reads_hh_rlhf_from_the_hub_by_default():
 
 def test_recipe_plans_on_local_hh_files(tmp_path):
     plan = {p.name: p for p in build_plan(compose_with("+recipe=hh_rlhf", *local_overrides(tmp_path)))}
-    assert list(plan) == ["sft", "reward_model", "rl"]
+    assert list(plan) == ["sft", "reward_model", "rl", "evaluate"]
     assert plan["sft"].inputs["data"].meta["format"] == "hh"
     assert (plan["rl"].inputs["reward_model"].stage, plan["rl"].inputs["policy"].stage) == ("reward_model", "sft")
     assert (plan["reward_model"].inputs["model"].stage, plan["reward_model"].inputs["model"].output) == ("sft", "model")
@@ -279,9 +279,13 @@ def test_recipe_runs_every_stage_on_hh_rows(tmp_path, tiny_model_dir):
                        f"++{rl}.optimizer.params.max_new_tokens=4", f"++{rl}.optimizer.params.ptx_batch_size=1",
                        f"++{rl}.reward.params.calibration_size=4", f"++{rl}.evaluation.num_prompts=2",
                        f"++{rl}.evaluation.max_new_tokens=4",
+                       "stages.evaluate.params.num_prompts=2", "stages.evaluate.params.max_new_tokens=4",
+                       "stages.evaluate.params.samples_per_prompt=2",
                        *overrides, *local_overrides(tmp_path))
     summary = run_pipeline(cfg, tmp_path / "run", "hh_rlhf")
-    assert [s["status"] for s in summary["stages"].values()] == ["done", "done", "done"]
+    assert [s["status"] for s in summary["stages"].values()] == ["done"] * 4
+    evaluation = summary["stages"]["evaluate"]["metrics"]
+    assert evaluation["prompts"] == 2 and set(evaluation["policies"]) == {"sft", "rl"}
     assert summary["stages"]["rl"]["metrics"]["eval_prompts"] == 2
     assert summary["stages"]["sft"]["metrics"]["train_rows"] == 6
     assert summary["stages"]["reward_model"]["metrics"]["eval_pairs"] == 2

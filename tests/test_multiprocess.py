@@ -19,7 +19,8 @@ import pytest
 
 from framework.common.distributed import RECORDS_ENV, weights_digest
 
-STAGES = ("sft", "reward_model", "rl")
+TRAINED = ("sft", "reward_model", "rl")
+STAGES = TRAINED + ("evaluate",)  # evaluate: each rank samples its share of the prompts
 TINY = [
     "stages.sft.params.args.num_train_epochs=1", "+stages.sft.params.args.max_steps=2",
     "stages.sft.params.args.per_device_train_batch_size=2", "stages.sft.params.args.logging_steps=1",
@@ -32,7 +33,9 @@ TINY = [
     "stages.rl.params.optimizer.params.sample_every=0",
     "stages.rl.params.optimizer.params.save_every=0",
     "stages.rl.params.reward.params.calibration_size=4",
-    "stages.rl.params.evaluation.num_prompts=4", "stages.rl.params.evaluation.max_new_tokens=8",
+    "stages.rl.params.evaluation.num_prompts=4", "++stages.rl.params.evaluation.max_new_tokens=8",
+    "stages.evaluate.params.num_prompts=3", "stages.evaluate.params.samples_per_prompt=2",
+    "stages.evaluate.params.max_new_tokens=8", "++stages.evaluate.params.batch_size=4",
 ]
 
 
@@ -68,8 +71,13 @@ def test_ranks_agree_on_metrics_and_final_weights(two_process_run):
         zero, one = ranks(records, stage)
         assert zero["metrics"] == one["metrics"], stage  # losses included
         assert zero["metrics"] == summary["stages"][stage]["metrics"], stage
-        key = "weights.policy" if stage == "rl" else "weights.model"
-        assert zero[key] == one[key], stage
+        if stage in TRAINED:
+            key = "weights.policy" if stage == "rl" else "weights.model"
+            assert zero[key] == one[key], stage
+    # 3 prompts x 2 samples, split over the ranks and gathered: the whole table on each
+    assert summary["stages"]["evaluate"]["metrics"]["win_rate"]["rl"]["wins"] + \
+        summary["stages"]["evaluate"]["metrics"]["win_rate"]["rl"]["ties"] + \
+        summary["stages"]["evaluate"]["metrics"]["win_rate"]["rl"]["losses"] == 6
     # 2 steps of 2 rows per process: the SFT stage saw 4 rows a step
     assert summary["stages"]["sft"]["metrics"]["train_steps"] == 2
 
@@ -92,7 +100,8 @@ def test_only_rank_zero_writes_into_the_run_directory(two_process_run):
     for stage in STAGES:
         zero, one = ranks(records, stage)
         assert one["writes"] == [], stage
-        assert any(w.endswith("/config.json") for w in zero["writes"]), stage  # the audit works
+        written = "/evaluation.json" if stage == "evaluate" else "/config.json"
+        assert any(w.endswith(written) for w in zero["writes"]), stage  # the audit works
     assert {"rl/eval_before.json", "rl/eval_after.json",
             "rl/reward_calibration.json"} <= set(ranks(records, "rl")[0]["writes"])
 
