@@ -19,6 +19,7 @@ from framework.common import distributed
 from framework.common.files import write_json_atomic, write_text_atomic
 from framework.errors import ConfigError
 from framework.evaluation import diversity
+from framework.evaluation.policies import load_policy
 from framework.evaluation.prompts import check_held_out, prompt_splits
 from framework.evaluation.win_rate import win_rate
 from framework.hardware.config import device
@@ -115,15 +116,17 @@ class EvaluateStage(Stage):
         if not prompts:
             raise ConfigError(f"{where}.inputs.prompts: the held-out split is empty.")
         tokenizer = load_tokenizer(inputs[self.baseline].location, ctx.model)
-        reference = _load(inputs[self.baseline], ctx, where)
-        samples = {}
+        reference = load_policy(inputs[self.baseline], ctx.model, ctx.hardware,
+                                f"{where}.inputs.{self.baseline}")
+        samples, table = {}, {}
         for name in cfg.policies:
-            policy = reference if name == self.baseline else _load(inputs[name], ctx, where)
+            policy = reference if name == self.baseline else load_policy(
+                inputs[name], ctx.model, ctx.hardware, f"{where}.inputs.{name}")
             samples[name] = self._sample(policy, tokenizer, prompts, scorers, ctx,
                                          None if name == self.baseline else reference)
-            ctx.logger.info("evaluate %s: %s", name, _summary(samples[name]))
+            table[name] = _summary(samples[name])
+            ctx.logger.info("evaluate %s: %s", name, table[name])
             del policy
-        table = {name: _summary(rows) for name, rows in samples.items()}
         wins = {}
         for name in cfg.policies:
             if name != self.baseline:
@@ -192,13 +195,3 @@ def _summary(rows: list[dict]) -> dict:
 
 def _mean(values) -> float:
     return float(sum(values) / len(values))
-
-
-def _load(artifact: Artifact, ctx: StageContext, where: str):
-    """Full weights (an adapter policy is merged into its base) on this process's device."""
-    from accelerate import PartialState
-
-    from framework.models.adapter_models import CAUSAL_LM, load_merged
-
-    model = load_merged(artifact, ctx.model, CAUSAL_LM, f"{where}.inputs")
-    return model.to(device(ctx.hardware) or PartialState().device).eval()

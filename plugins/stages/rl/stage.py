@@ -9,6 +9,7 @@ from typing import Any, Mapping
 from framework import plugins
 from framework.artifacts import MODEL, PROMPTS, REWARD_MODEL, TEXT, Artifact, Port
 from framework.errors import ConfigError
+from framework.evaluation.policies import load_policy
 from framework.evaluation.prompts import check_held_out, prompt_splits
 from framework.hardware.config import device
 from framework.common.distributed import is_main_process
@@ -204,12 +205,4 @@ class RLStage(Stage):
 
 
 def _load_policy(artifact: Artifact, ctx: StageContext):
-    """Full weights (an adapter policy, e.g. a LoRA SFT output, is merged into its base), on
-    this process's device: the profile's CPU, else accelerate's choice (its GPU where there is
-    one), as the PPO trainer places the policy."""
-    from accelerate import PartialState
-
-    from framework.models.adapter_models import CAUSAL_LM, load_merged
-
-    model = load_merged(artifact, ctx.model, CAUSAL_LM, f"stages.{ctx.name}.inputs.policy")
-    return model.to(device(ctx.hardware) or PartialState().device).eval()
+    return load_policy(artifact, ctx.model, ctx.hardware, f"stages.{ctx.name}.inputs.policy")
