@@ -78,8 +78,10 @@ def _job(tiny_model_dir, tmp_path, out: str, **kwargs) -> PolicyTrainingJob:
     return PolicyTrainingJob(**{**defaults, **kwargs})
 
 
+SMALL_BETA = 0.05
 SMALL = dict(batch_size=4, num_minibatches=2, ppo_epochs=2, max_new_tokens=4, save_every=0,
-             sample_every=1, learning_rate=1e-4, value_learning_rate=1e-3, adaptive_kl=True)
+             sample_every=1, learning_rate=1e-4, value_learning_rate=1e-3, adaptive_kl=True,
+             init_kl_coef=SMALL_BETA)
 
 
 def _state(out: Path) -> dict:
@@ -111,6 +113,24 @@ def test_resumed_run_matches_the_uninterrupted_one(tiny_model_dir, tmp_path):
     wb = load_file(parts.output_dir / "policy" / "model.safetensors")
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
     assert not torch.equal(wa["model.norm.weight"], torch.ones_like(wa["model.norm.weight"]))
+
+    # The training log (the report's curves) of the resumed run holds all 4 steps, the 2 before
+    # the stop restored from the checkpoint, and equals the uninterrupted run's.
+    from framework.common import training_log
+
+    log_a, log_b = training_log.read(whole.output_dir), training_log.read(parts.output_dir)
+    assert [e["step"] for e in log_a] == [e["step"] for e in log_b] == [1, 2, 3, 4]
+    for ea, eb in zip(log_a, log_b):
+        assert ea.keys() == eb.keys()
+        assert all(ea[k] == pytest.approx(eb[k], rel=1e-5, abs=1e-6) for k in ea)
+    # The RLHF objective, by hand: the beta the step's rewards used times its mean KL, and the
+    # sum of the shaped per-token rewards equals the penalized score minus that.
+    for entry in log_a:
+        assert entry["non_score_reward"] == pytest.approx(-entry["beta"] * entry["kl"], abs=1e-6)
+        assert entry["rlhf_reward"] == pytest.approx(
+            entry["score_with_penalty"] + entry["non_score_reward"], abs=1e-5)
+    assert log_a[0]["beta"] == SMALL_BETA  # step 1 used the initial coefficient
+    assert log_a[1]["beta"] != SMALL_BETA  # and the adaptive controller moved it after
 
 
 def test_resume_false_refuses_to_overwrite_a_run(tiny_model_dir, tmp_path):

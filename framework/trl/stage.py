@@ -127,6 +127,7 @@ class TRLStage(Stage):
         from framework.models.adapter_models import (
             finish_adapter, full_weights_dir, match_trainable_dtype)
         from framework.models.freezing import freeze_lower_layers
+        from framework.common import training_log
         from framework.trl import training
 
         where = f"stages.{ctx.name}"
@@ -161,6 +162,7 @@ class TRLStage(Stage):
         metrics["skipped_rows"] = report.counts()
         if is_main_process():
             report.write(output_dir)
+            training_log.write(output_dir, trainer.state.log_history)  # the report's curves
         model_dir = output_dir / "model"
         record_weights("model", trainer.model)  # diagnostics: ranks must agree
         trainer.save_model(str(model_dir))  # safetensors (weights or adapter), plus the tokenizer

@@ -33,6 +33,7 @@ from torch.utils.tensorboard import SummaryWriter
 from transformers import AutoModelForCausalLM
 
 from framework import rollout
+from framework.common import training_log
 from framework.errors import ConfigError
 from framework.hardware.config import HardwareConfig
 from framework.hardware.accelerate_args import make_accelerator
@@ -127,10 +128,11 @@ class PPOTrainer:
         self.order = SeededOrder(len(prompts), seed)
         self.ptx_order = SeededOrder(len(pretraining), seed + 1) if pretraining else None
         self.step = self.saved_step = 0
-        self.history: list[dict] = []  # each step's stats, for this process's run
+        self.history: list[dict] = []  # each step's stats; a resumed run restores the earlier ones
         if resume_from is not None:
             state = checkpoint.load(resume_from, value_model=self.value, optimizers=self.optimizers)
             self.step = self.saved_step = state["step"]
+            self.history = state.get("history", [])  # the steps before the stop, for the log
             self.order.load_state_dict(state["data"])
             self.kl_ctl.load_state_dict(state["kl"])
             if self.ptx_order is not None:
@@ -211,6 +213,8 @@ class PPOTrainer:
                     self.save_checkpoint()
             if self.saved_step != self.step:
                 self.save_checkpoint()
+            if self.accelerator.is_main_process:  # the report's curves
+                training_log.write(self.output_dir, self.history)
         finally:
             if self.writer is not None:
                 self.writer.close()
@@ -261,12 +265,17 @@ class PPOTrainer:
         if cfg.whiten_advantages:
             advantages = F.masked_whiten(advantages, mask)
         kl = (F.kl_per_token(logprobs, ref_logprobs) * mask).sum(1)  # per response
+        beta = self.kl_ctl.value
         stats = {
             "score": raw_scores.mean(), "score_with_penalty": scores.mean(), "kl": kl.mean(),
+            # the objective PPO maximizes (InstructGPT eq. 2 without ptx): the score after the
+            # missing-EOS penalty minus beta x KL, i.e. the sum of each response's shaped rewards
+            "non_score_reward": (-beta * kl).mean(), "rlhf_reward": rewards.sum(1).mean(),
             "response_length": mask.sum(1).mean(), "ended_with_eos": batch.ended.float().mean(),
             "value_mean": F.masked_mean(values, mask), "return_mean": F.masked_mean(returns, mask),
         }
         stats = {k: self.accelerator.reduce(v.detach(), "mean").item() for k, v in stats.items()}
+        stats["beta"] = beta  # the coefficient these rewards used (adapted after the step)
         return {"rollout": batch, "logprobs": logprobs, "values": values,
                 "advantages": advantages, "returns": returns, "scores": raw_scores,
                 "order": order, "first_pass": first_pass, "stats": stats}
@@ -352,7 +361,6 @@ class PPOTrainer:
 
     # ----------------------------------------------------------------- 4: logging, checkpoints
     def log(self, stats: dict, exp: dict) -> None:
-        stats = {**stats, "beta": self.kl_ctl.value}
         self.history.append({"step": self.step, **stats})
         if self.step % self.cfg.log_every == 0 or self.step == self.cfg.steps:
             logger.info("PPO step %d/%d | %s", self.step, self.cfg.steps,
@@ -377,7 +385,8 @@ class PPOTrainer:
         acc = self.accelerator
         acc.wait_for_everyone()
         if acc.is_main_process:
-            state = {"data": self.order.state_dict(), "kl": self.kl_ctl.state_dict()}
+            state = {"data": self.order.state_dict(), "kl": self.kl_ctl.state_dict(),
+                     "history": self.history}
             if self.ptx_order is not None:
                 state["ptx_data"] = self.ptx_order.state_dict()
             checkpoint.save(

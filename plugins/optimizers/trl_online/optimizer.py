@@ -85,6 +85,8 @@ class _TRLOnlineOptimizer(Optimizer):
         from framework.models import load_tokenizer
         from framework.models.adapter_models import (
             CAUSAL_LM, finish_adapter, full_weights_dir, load_trainable)
+        from framework.common import training_log
+        from framework.common.distributed import is_main_process
         from framework.trl import training
         from framework_plugins.optimizers.trl_online.rewards import TRLRewardFunction
 
@@ -110,6 +112,8 @@ class _TRLOnlineOptimizer(Optimizer):
             model=model, reward_funcs=[TRLRewardFunction(job.reward)], args=args,
             train_dataset=train, processing_class=tokenizer, peft_config=peft_config)
         training.train(trainer, checkpoints, where, log)
+        if is_main_process():
+            training_log.write(output_dir, trainer.state.log_history)  # the report's curves
         metrics = _metrics(trainer)
         policy_dir = output_dir / "policy"
         trainer.save_model(str(policy_dir))
