@@ -16,6 +16,7 @@ from framework import rollout
 from framework.data.builtin import labeler
 from framework.errors import ConfigError
 from framework.evaluation import diversity, sampling
+from framework.evaluation.calibration import pairwise_agreement, sigmoid
 from framework.evaluation.win_rate import win_rate
 from framework.pipeline.plan import build_plan
 from framework.pipeline.runner import run_pipeline
@@ -102,6 +103,24 @@ def test_kl_and_entropy_against_direct_computation(tiny_model_dir):
         assert out.lengths[row] == n
 
 
+def test_pairwise_agreement_by_hand():
+    # margins 2, 0 (a tie, half a point) and -2; each pair read in both orders
+    result = pairwise_agreement([2.0, 0.0, 1.0], [0.0, 0.0, 3.0], bins=10)
+    assert result["pairs"] == 3 and result["accuracy"] == pytest.approx(0.5)
+    assert result["mean_margin"] == pytest.approx(0.0)
+    p = 1 / (1 + 2.718281828459045 ** -2)  # sigmoid(2) = 0.8808
+    assert [(row["low"], row["count"]) for row in result["calibration"]] == [
+        (0.1, 2), (0.5, 2), (0.8, 2)]
+    assert [row["predicted"] for row in result["calibration"]] == pytest.approx([1 - p, 0.5, p])
+    assert [row["observed"] for row in result["calibration"]] == [0.5, 0.5, 0.5]
+    assert result["ece"] == pytest.approx((2 * (0.5 - (1 - p)) + 2 * (p - 0.5)) / 6)
+    # a margin so large that sigmoid rounds to 1.0 lands in the top bin, not outside the table
+    assert pairwise_agreement([800.0], [0.0], bins=4)["calibration"][-1]["count"] == 1
+    assert sigmoid(-800.0) == 0.0
+    with pytest.raises(ValueError, match="one chosen and one rejected score per pair"):
+        pairwise_agreement([1.0], [])
+
+
 # --- the stage ---------------------------------------------------------------------------------
 def evaluate_config(tmp_path, model_dir, params=None, inputs=None, sft=True):
     prompts = tmp_path / "prompts.jsonl"
@@ -177,6 +196,31 @@ def test_every_number_of_the_table_comes_from_the_samples(tmp_path, tiny_model_d
     assert metrics["policies"]["tuned"]["win_rate"] == won["win_rate"]
 
 
+def test_pairwise_accuracy_and_calibration_on_held_out_comparisons(tmp_path, tiny_model_dir):
+    # 8 pairs, each chosen response one word longer than its rejected one; half held out
+    comparisons = tmp_path / "comparisons.jsonl"
+    comparisons.write_text("".join(json.dumps({
+        "prompt": f"Question {i}?", "chosen": "yes it is " + "so " * i,
+        "rejected": "yes it " + "so " * i}) + "\n" for i in range(8)))
+    cfg = evaluate_config(tmp_path, tiny_model_dir, sft=False,
+                          params={"policies": ["base"], "pairwise": ["words"], "num_prompts": 2,
+                                  "calibration_bins": 4},
+                          inputs={"base": "model", "prompts": "data.prompts",
+                                  "comparisons": "data.comparisons"})
+    cfg = OmegaConf.merge(cfg, {"data": {"comparisons": {
+        "kind": "comparisons", "path": str(comparisons), "eval_fraction": 0.5}}})
+    metrics = run_pipeline(cfg, tmp_path / "run", "t")["stages"]["evaluate"]["metrics"]
+    words = metrics["pairwise"]["words"]
+    # by hand: every margin is +1 word, so accuracy 1; sigmoid(1) = 0.731 is observed preferred
+    # every time (bin [0.5, 0.75)), and its mirror 0.269 never (bin [0.25, 0.5))
+    p = sigmoid(1.0)
+    assert (words["pairs"], words["accuracy"], words["mean_margin"]) == (4, 1.0, 1.0)
+    assert [(r["low"], r["count"], r["observed"]) for r in words["calibration"]] == [
+        (0.25, 4, 0.0), (0.5, 4, 1.0)]
+    assert words["ece"] == pytest.approx(1 - p)
+    assert "pairwise" not in metrics["policies"]["base"]
+
+
 def test_the_same_policy_twice_ties_every_match(tmp_path, tiny_model_dir):
     # common random numbers: the same weights with the same seeds draw the same samples
     cfg = evaluate_config(tmp_path, tiny_model_dir, sft=False,
@@ -205,6 +249,10 @@ def problems(cfg) -> str:
     ({"scorers": {"s": {"name": "nope"}}}, None, "stages.evaluate.params.scorers.s.name"),
     ({"samples_per_prompt": 0}, None, "stages.evaluate.params.samples_per_prompt: must be >= 1"),
     ({"confidence": 1.5}, None, "stages.evaluate.params.confidence: must lie in (0, 1)"),
+    ({"pairwise": ["reward"]}, None,
+     "stages.evaluate.params.pairwise: ['reward'] are not among scorers ['labeler', 'words']"),
+    ({"pairwise": ["words"]}, None,
+     "stages.evaluate.inputs.comparisons: params.pairwise ['words'] needs held-out comparisons"),
     ({}, {"base": "model", "prompts": "data.prompts"},
      "stages.evaluate.inputs.tuned: required input is not wired"),
 ])

@@ -26,7 +26,7 @@ class Samples:
 @torch.no_grad()
 def sample(policy, tokenizer, prompts: Sequence[list], *, max_new_tokens: int,
            temperature: float, batch_size: int, seed: int, reference=None,
-           entropy: bool = False) -> Samples:
+           entropy: bool = False, max_prompt_length: int = 1024) -> Samples:
     """One response per prompt (repeat a prompt for several), in batches, seeded once."""
     texts = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True)
              for p in prompts]
@@ -36,7 +36,7 @@ def sample(policy, tokenizer, prompts: Sequence[list], *, max_new_tokens: int,
         batch = rollout.generate(
             policy, tokenizer, texts[start:start + batch_size], list(prompts[start:start + batch_size]),
             max_new_tokens=max_new_tokens, temperature=temperature, top_k=0, top_p=1.0,
-            max_prompt_length=1024,
+            max_prompt_length=max_prompt_length,
         )
         mask = batch.response_mask
         out.responses += batch.responses

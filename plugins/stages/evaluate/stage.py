@@ -2,7 +2,8 @@
 held-out prompts, several samples each. Per policy: the mean score under each scorer, the KL to
 the baseline policy, response length, distinct-1/2, self-BLEU and token entropy
 (framework/evaluation/); per policy but the baseline: the win rate against the baseline under
-the judge scorer, with a bootstrap confidence interval.
+the judge scorer, with a bootstrap confidence interval. Per scorer named in `pairwise` (a
+reward model, say): accuracy and calibration on held-out comparisons (calibration.py).
 
 Every policy samples with the same seeds (common random numbers), so differences come from the
 policies, not from the draw. In several processes each takes its share of the prompts."""
@@ -14,11 +15,12 @@ import json
 from typing import Any, Mapping
 
 from framework import plugins
-from framework.artifacts import MODEL, PROMPTS, Artifact, Port
+from framework.artifacts import COMPARISONS, MODEL, PROMPTS, REWARD_MODEL, Artifact, Port
 from framework.common import distributed
 from framework.common.files import write_json_atomic, write_text_atomic
 from framework.errors import ConfigError
 from framework.evaluation import diversity
+from framework.evaluation.calibration import pairwise_agreement
 from framework.evaluation.policies import load_policy
 from framework.evaluation.prompts import check_held_out, prompt_splits
 from framework.evaluation.win_rate import win_rate
@@ -32,7 +34,9 @@ PER_POLICY = ("kl", "response_length", "distinct_1", "distinct_2", "self_bleu", 
 
 class EvaluateStage(Stage):
     Config = EvaluateConfig
-    inputs = {"prompts": Port((PROMPTS,), doc="its held-out split is evaluated on")}
+    inputs = {"prompts": Port((PROMPTS,), doc="its held-out split is evaluated on"),
+              "comparisons": Port((COMPARISONS,), required=False,
+                                  doc="held-out pairs for the `pairwise` scorers")}
     outputs: Mapping[str, str] = {}
 
     @classmethod
@@ -62,7 +66,11 @@ class EvaluateStage(Stage):
         if config.judge is not None and config.judge not in config.scorers:
             raise ConfigError(f"{where}.judge: {config.judge!r} is not one of scorers "
                               f"{sorted(config.scorers)}.")
-        for key, low in (("num_prompts", 1), ("samples_per_prompt", 1), ("max_new_tokens", 1),
+        unknown = [name for name in config.pairwise if name not in config.scorers]
+        if unknown:
+            raise ConfigError(f"{where}.pairwise: {unknown} are not among scorers "
+                              f"{sorted(config.scorers)}.")
+        for key, low in (("calibration_bins", 2), ("max_prompt_length", 1), ("num_prompts", 1), ("samples_per_prompt", 1), ("max_new_tokens", 1),
                          ("batch_size", 1), ("bootstrap_resamples", 1)):
             if getattr(config, key) < low:
                 raise ConfigError(f"{where}.{key}: must be >= {low}, got {getattr(config, key)}.")
@@ -88,6 +96,17 @@ class EvaluateStage(Stage):
                 f"scorers read the stage inputs {sorted(clash)}, which are policies; wire the "
                 f"scorers' ports to other inputs with `inputs: {{PORT: NAME}}` in their specs.")
 
+    def memory_workload(self, name: str, hardware=None):
+        from framework.memory.specs import EvaluateWorkload
+
+        cfg = self.config
+        return EvaluateWorkload(
+            stage=name, batch_size=cfg.batch_size, max_prompt_length=cfg.max_prompt_length,
+            max_new_tokens=cfg.max_new_tokens,
+            # learned reward models among the scorers, held beside the two policies
+            reward_models=sum(REWARD_MODEL in port.kinds for nested in cfg.scorers.values()
+                              for port in getattr(nested.cls, "inputs", {}).values()))
+
     def input_ports(self) -> Mapping[str, Port]:
         return self._ports
 
@@ -99,6 +118,13 @@ class EvaluateStage(Stage):
         if "prompts" in inputs:
             check_held_out(inputs["prompts"], f"{where}.inputs.prompts", "the evaluation is",
                            "another prompt source")
+        if self.config.pairwise and "comparisons" not in inputs:
+            raise ConfigError(f"{where}.inputs.comparisons: params.pairwise "
+                              f"{self.config.pairwise} needs held-out comparisons; wire one "
+                              f"(e.g. comparisons: data.comparisons) or set pairwise: [].")
+        if self.config.pairwise:
+            check_held_out(inputs["comparisons"], f"{where}.inputs.comparisons",
+                           "pairwise accuracy is", f"{where}.params.pairwise=[]")
 
     # ---------------------------------------------------------------------------------- run
     def run(self, inputs: Mapping[str, Artifact], ctx: StageContext) -> StageResult:
@@ -136,6 +162,9 @@ class EvaluateStage(Stage):
         metrics = {"policies": table, "win_rate": wins, "baseline": self.baseline,
                    "judge": self.judge, "prompts": len(prompts),
                    "samples_per_prompt": cfg.samples_per_prompt}
+        if cfg.pairwise:
+            metrics["pairwise"] = self._pairwise(scorers, inputs["comparisons"],
+                                                 f"{where}.inputs.comparisons", ctx)
         if distributed.is_main_process():
             write_json_atomic(ctx.output_dir / "evaluation.json", metrics)
             lines = [json.dumps({"policy": name, **row}) for name, rows in samples.items()
@@ -153,7 +182,8 @@ class EvaluateStage(Stage):
         out = sampling.sample(policy, tokenizer, [p for _, p in mine],
                               max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
                               batch_size=cfg.batch_size, seed=ctx.seed + distributed.rank(),
-                              reference=reference, entropy=True)
+                              reference=reference, entropy=True,
+                              max_prompt_length=cfg.max_prompt_length)
         scores = {name: scorer.score([p for _, p in mine], out.responses)
                   for name, scorer in scorers.items()}
         rows = [{"prompt_index": i, "prompt": p, "response": out.responses[k],
@@ -163,6 +193,27 @@ class EvaluateStage(Stage):
                  "scores": {name: float(s[k]) for name, s in scores.items()}}
                 for k, (i, p) in enumerate(mine)]
         return distributed.gather(rows)
+
+    def _pairwise(self, scorers, comparisons: Artifact, where: str, ctx) -> dict:
+        """Each `pairwise` scorer on the held-out pairs (every process scores them all: they
+        are few, and no gather is needed)."""
+        from framework.data import load_comparisons, source_from_artifact
+
+        _, held_out = load_comparisons(source_from_artifact(comparisons, where), where)
+        if held_out is None or len(held_out) == 0:
+            raise ConfigError(f"{where}: the held-out split is empty.")
+        prompts = list(held_out["prompt"])
+        chosen = [c[-1]["content"] for c in held_out["chosen"]]
+        rejected = [r[-1]["content"] for r in held_out["rejected"]]
+        out = {}
+        for name in self.config.pairwise:
+            result = pairwise_agreement(scorers[name].score(prompts, chosen),
+                                        scorers[name].score(prompts, rejected),
+                                        bins=self.config.calibration_bins)
+            ctx.logger.info("evaluate %s on %d held-out pairs: accuracy %.3f, ECE %.3f", name,
+                            result["pairs"], result["accuracy"], result["ece"])
+            out[name] = result
+        return out
 
     def _win_rate(self, judge, prompts, policy_rows, baseline_rows, seed) -> dict:
         """Sample j of a prompt against the baseline's sample j of the same prompt."""
