@@ -32,7 +32,8 @@ from framework.memory.estimate import (
     base_weight_bytes,
     layer_activation_bytes_per_token,
 )
-from framework.memory.specs import GIB, UnplannedStage
+from framework.memory.estimate import estimate_evaluate
+from framework.memory.specs import GIB, EvaluateWorkload, UnplannedStage
 from framework.memory.command import stage_workloads
 
 # A made-up shape: h=8, i=16, H=2 heads of d=4, 1 kv head (kv=4), V=32, untied, gated MLP.
@@ -317,13 +318,43 @@ def compose(*overrides):
 
 
 def test_workloads_read_from_instructgpt():
-    sft, rm, rl, _ = stage_workloads(compose("+recipe=instructgpt"))  # evaluate: no training
+    sft, rm, rl, ev = stage_workloads(compose("+recipe=instructgpt"))
     assert (sft.stage, sft.batch_size, sft.max_length, sft.sequences) == ("sft", 8, 256, 8)
     assert sft.gradient_checkpointing is True  # TRL's default; the hardware profile decides
     assert (rm.kind, rm.batch_size, rm.sequences, rm.max_length) == ("reward_model", 12, 24, 256)
     # batch 8 over 2 minibatches -> micro-batch 4; 256 prompt + 48 new tokens; ptx 1 x 96
     assert (rl.micro_batch, rl.sequence_length, rl.ptx_batch_size, rl.ptx_max_length) == (4, 304, 1, 96)
     assert rl.reward_model
+    # evaluate: 24 sequences of up to 1024 prompt + 48 new tokens; the reward model scores too
+    assert ev == EvaluateWorkload("evaluate", batch_size=24, max_prompt_length=1024,
+                                  max_new_tokens=48, reward_models=1)
+
+
+def test_evaluate_by_hand():
+    hw = HardwareSpec(dtype="fp32", overhead_gb=0)
+    wl = EvaluateWorkload("evaluate", batch_size=3, max_prompt_length=6, max_new_tokens=4,
+                          reward_models=1)
+    parts = bytes_of(estimate_evaluate(TINY, AdapterSpec(), hw, wl))
+    assert parts["baseline policy weights (the KL reference)"] == 1704 * 4  # 6816
+    assert parts["evaluated policy weights"] == 1704 * 4
+    assert parts["reward model weights (scorer 1)"] == (1448 + 9) * 4  # 5828
+    # 2 (K, V) * 2 layers * 4 (kv dim) * 10 tokens * 3 sequences * 4 B = 1920
+    assert parts["KV cache"] == 1920
+    # one layer's prefill: 4 B * (2*8 + 3*16) = 256 per token, x 3 x 6 prompt tokens = 4608
+    assert parts["prefill workspace (1 layer)"] == 4608
+    # 3 x (4+1) positions x 32 vocab x (4 logits + 3 fp32 copies * 4) = 7680
+    assert parts["scoring logits (vocabulary)"] == 7680
+    assert parts["scoring workspace (1 layer)"] == 256 * 3 * 10
+    est = estimate_evaluate(TINY, AdapterSpec(), hw, wl)
+    # resident 6816*2 + 5828 = 19460; scoring 7680 + 7680 = 15360 > sampling 1920 + 4608
+    assert est.peak_phase == "scoring" and est.peak_bytes == 19460 + 15360
+    # every process loads whole models: zero3 over 2 devices divides no weights here, and an
+    # adapter saves nothing (the policy is merged when it loads)
+    zero3 = HardwareSpec(dtype="fp32", overhead_gb=0, sharding="zero3", num_devices=2)
+    lora = AdapterSpec(kind="lora", rank=2, target_modules="all-linear")
+    assert estimate_evaluate(TINY, lora, zero3, wl).peak_bytes == est.peak_bytes
+    assert "the stage loads full weights" in estimate_evaluate(TINY, QLORA, hw, wl).suggestion(
+        hw, QLORA)
 
 
 def test_overrides_reach_the_workloads():
@@ -331,7 +362,7 @@ def test_overrides_reach_the_workloads():
                   "stages.rl.params.optimizer.params.ptx_coef=0",
                   "stages.rl.params.reward.name=function", "~stages.rl.params.reward.params",
                   "+stages.rl.params.reward.params.function=framework.data.builtin.labeler:score")
-    sft, _, rl, _ = stage_workloads(cfg)
+    sft, _, rl, ev = stage_workloads(cfg)
     assert sft.max_length == 512 and rl.ptx_batch_size == 0 and not rl.reward_model
 
 
@@ -370,7 +401,8 @@ def test_smollm2_full_fine_tuning_plan_fits_on_24_gb(capsys):
     assert memory_main(["+recipe=instructgpt", "--device-gb", "24", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["model"]["parameters"] == pytest.approx(134.5e6, rel=0.01)
-    assert [s["stage"] for s in report["stages"]] == ["sft", "reward_model", "rl"]
+    assert [s["stage"] for s in report["stages"]] == ["sft", "reward_model", "rl", "evaluate"]
+    assert report.get("unplanned", []) == []  # every stage of the recipe has a memory model
     assert all(s["fits"] for s in report["stages"])
     sft = report["stages"][0]
     parts = {c["name"]: c["bytes"] for c in sft["components"]}
@@ -396,5 +428,5 @@ def test_memory_command_from_the_command_line(tmp_path):
         cwd=tmp_path, capture_output=True, text=True, timeout=300,
         env={**os.environ, "HYDRA_FULL_ERROR": "0"})
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.count("FITS") == 3 and "DOES NOT FIT" not in proc.stdout
+    assert proc.stdout.count("FITS") == 4 and "DOES NOT FIT" not in proc.stdout
     assert "lora rank 16 on all-linear" in proc.stdout

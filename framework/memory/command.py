@@ -22,7 +22,8 @@ from omegaconf import OmegaConf
 
 from framework.errors import FrameworkError
 from framework.hardware.config import as_hardware
-from framework.memory.estimate import StageEstimate, estimate_ppo, estimate_training
+from framework.memory.estimate import (
+    StageEstimate, estimate_evaluate, estimate_ppo, estimate_training)
 from framework.memory.specs import (
     ADAPTERS,
     ATTENTIONS,
@@ -32,6 +33,7 @@ from framework.memory.specs import (
     AdapterSpec,
     HardwareSpec,
     ModelShape,
+    EvaluateWorkload,
     PPOWorkload,
     TrainWorkload,
     UnplannedStage,
@@ -140,6 +142,8 @@ def plan(cfg, adapter: AdapterSpec, hw: HardwareSpec, shape: ModelShape, per_sta
             estimates.append(estimate_training(shape, spec, hw, wl))
         elif isinstance(wl, PPOWorkload):
             estimates.append(estimate_ppo(shape, spec, ppo_hw, wl))
+        elif isinstance(wl, EvaluateWorkload):
+            estimates.append(estimate_evaluate(shape, spec, hw, wl))
         else:
             unplanned.append(wl)
             continue

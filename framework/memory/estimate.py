@@ -62,6 +62,7 @@ from framework.memory.specs import (
     AdapterSpec,
     HardwareSpec,
     ModelShape,
+    EvaluateWorkload,
     PPOWorkload,
     TrainWorkload,
 )
@@ -250,6 +251,24 @@ class _Builder:
             self.add("dequantized linear", "workspace", largest * hw.act_bytes, phase,
                      "the largest linear, dequantized for its matmul")
 
+    def sample_and_score(self, shape: ModelShape, act: int, batch: int, prompt: int, new: int,
+                         phases: tuple[str, str], logits_name: str, fp32_copies: int):
+        """Sampling `batch` x (`prompt` + `new`) tokens with the KV cache (the prefill one layer
+        at a time, without grad), then a pass over the whole sequences for the response
+        tokens' logits over the vocabulary, with `fp32_copies` fp32 copies of them."""
+        sample, score = phases
+        seq, attention = prompt + new, self.hw.attention
+        self.add("KV cache", "kv_cache", kv_cache_bytes(shape, batch, seq, act), sample,
+                 f"{batch} x ({prompt} + {new}) tok")
+        self.add("prefill workspace (1 layer)", "workspace",
+                 inference_layer_bytes_per_token(shape, act, prompt, attention) * batch * prompt,
+                 sample)
+        self.add(logits_name, "logits", logits_bytes(batch * (new + 1), shape.vocab, act,
+                                                      fp32_copies), score,
+                 f"{batch} x {new + 1} x {shape.vocab} vocab, {fp32_copies} fp32 copies")
+        self.add("scoring workspace (1 layer)", "workspace",
+                 inference_layer_bytes_per_token(shape, act, seq, attention) * batch * seq, score)
+
     def overhead(self):
         self.add("CUDA context, fragmentation", "overhead", self.hw.overhead_gb * GIB,
                  note="fixed (--overhead-gb)")
@@ -380,18 +399,10 @@ def estimate_ppo(shape: ModelShape, adapter: AdapterSpec, hw: HardwareSpec,
         b.add("logits (ptx batch)", "logits", ptx_logits, "train",
               f"{wl.ptx_batch_size} x {wl.ptx_max_length} x {shape.vocab} vocab")
     b.sharded_runtime(shape, adapter, "train")
-    # rollout: sampling with the KV cache; the prefill runs one layer at a time without grad
-    b.add("KV cache", "kv_cache", kv_cache_bytes(shape, wl.batch_size, seq, act), "rollout",
-          f"{wl.batch_size} x ({wl.max_prompt_length} + {new}) tok")
-    b.add("prefill workspace (1 layer)", "workspace",
-          inference_layer_bytes_per_token(shape, act, wl.max_prompt_length, hw.attention)
-          * wl.batch_size * wl.max_prompt_length, "rollout")
-    # scoring: log-probs of the whole rollout under policy and reference, without grad
-    b.add("scoring logits", "logits", logits_bytes(wl.batch_size * (new + 1), shape.vocab, act, 2),
-          "scoring", f"{wl.batch_size} x {new + 1} x {shape.vocab} vocab")
-    b.add("scoring workspace (1 layer)", "workspace",
-          inference_layer_bytes_per_token(shape, act, seq, hw.attention) * wl.batch_size * seq,
-          "scoring")
+    # rollout: sampling with the KV cache; then log-probs of the whole rollout under policy
+    # and reference, without grad
+    b.sample_and_score(shape, act, wl.batch_size, wl.max_prompt_length, new,
+                       ("rollout", "scoring"), "scoring logits", fp32_copies=2)
     b.overhead()
     params = f"stages.{wl.stage}.params.optimizer.params"
     return StageEstimate(
@@ -411,6 +422,47 @@ def estimate_ppo(shape: ModelShape, adapter: AdapterSpec, hw: HardwareSpec,
     )
 
 
+def estimate_evaluate(shape: ModelShape, adapter: AdapterSpec, hw: HardwareSpec,
+                      wl: EvaluateWorkload) -> StageEstimate:
+    """The evaluate stage: two full-weight causal LMs (an adapter policy is merged into its base
+    when it loads, so adapters save nothing here), the reward-model scorers, and two phases:
+    sampling (KV cache and one layer's prefill) and scoring (the policy's logits over the
+    vocabulary with their fp32 log-softmax and probabilities, and the reference's log-softmax).
+    Every process holds whole models: weights are not sharded here, whatever the profile."""
+    import dataclasses
+
+    b = _Builder(dataclasses.replace(hw, sharding="ddp" if hw.num_devices > 1 else "none"))
+    act = _act(hw)
+    lm = shape.causal_lm_params * hw.weight_bytes
+    w = f"{shape.causal_lm_params / 1e6:,.1f}M x {hw.weight_bytes} B"
+    b.add("baseline policy weights (the KL reference)", "weights", lm, note=w)
+    b.add("evaluated policy weights", "weights", lm, note=f"{w}; adapters merged")
+    head = shape.hidden + 1
+    for i in range(wl.reward_models):
+        if adapter.kind == "qlora":
+            rm = base_weight_bytes(shape, adapter, hw, lm_head=False) + (
+                adapter.lora_params(shape) + head) * 4
+        else:
+            rm = (shape.backbone_params + head) * hw.weight_bytes
+        b.add(f"reward model weights (scorer {i + 1})", "weights", rm, note="frozen")
+    seq, new = wl.sequence_length, wl.max_new_tokens
+    b.sample_and_score(shape, act, wl.batch_size, wl.max_prompt_length, new,
+                       ("sampling", "scoring"), "scoring logits (vocabulary)", fp32_copies=3)
+    b.overhead()
+    params = f"stages.{wl.stage}.params"
+    return StageEstimate(
+        wl.stage, "evaluate", b.components, hw.budget_bytes,
+        workload={"batch_size": wl.batch_size, "sequence_length": seq, "max_new_tokens": new,
+                  "reward_models": wl.reward_models, "activation_bytes": act},
+        hints={"batch": f"{params}.batch_size", "length": f"{params}.max_new_tokens",
+               "rollout": f"{params}.batch_size, {params}.max_prompt_length or "
+                          f"{params}.max_new_tokens",
+               "checkpointing": None,
+               "weights": f"fewer reward-model scorers in {params}.scorers, a smaller model, "
+                          f"or a device with more memory (the stage loads full weights: an "
+                          f"adapter policy is merged)"})
+
+
 def _base_note(adapter: AdapterSpec, hw: HardwareSpec) -> str:
     if adapter.kind == "qlora":
         return "NF4 + double quant" if adapter.bits == 4 else "int8"
@@ -422,6 +474,8 @@ def suggest(est: StageEstimate, hw: HardwareSpec, adapter: AdapterSpec) -> str:
     kind = est.largest.kind
     more_devices = "--num-devices N" if hw.num_devices == 1 else f"more than {hw.num_devices} devices"
     if kind == "weights":
+        if est.hints.get("weights"):
+            return est.hints["weights"]
         if adapter.kind != "qlora":
             return "use adapter=qlora (--adapter qlora): a 4-bit frozen base"
         return f"shard the weights (--sharding zero3 or fsdp, {more_devices}) or a smaller model"

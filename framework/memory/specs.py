@@ -171,6 +171,24 @@ class PPOWorkload:
 
 
 @dataclass
+class EvaluateWorkload:
+    """The evaluate stage, inference only: the baseline policy (kept as the KL reference) and
+    the policy being sampled, both full weights (an adapter policy is merged), any learned
+    reward models among the scorers, then `batch_size` sequences sampled with the KV cache and
+    scored over the whole vocabulary (log-probs for the KL, probabilities for the entropy)."""
+
+    stage: str
+    batch_size: int
+    max_prompt_length: int
+    max_new_tokens: int
+    reward_models: int = 0
+
+    @property
+    def sequence_length(self) -> int:
+        return self.max_prompt_length + self.max_new_tokens
+
+
+@dataclass
 class UnplannedStage:
     """A stage the planner has no memory model for; reported, never silently skipped."""
 
@@ -179,4 +197,4 @@ class UnplannedStage:
     reason: str = field(default="")
 
 
-Workload = Union[TrainWorkload, PPOWorkload, UnplannedStage]
+Workload = Union[TrainWorkload, PPOWorkload, EvaluateWorkload, UnplannedStage]
