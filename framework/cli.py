@@ -14,7 +14,9 @@ log = logging.getLogger("framework")
 
 COMMANDS = {"list": "installed plugins, artifact kinds, data formats, recipes and config options",
             "memory": "each stage's peak device memory, without loading weights "
-                      "(python -m framework memory --help)"}
+                      "(python -m framework memory --help)",
+            "report": "an HTML report with plots of run directories (python -m framework "
+                      "report RUN_DIR [RUN_DIR ...])"}
 USAGE = f"""usage: python -m framework +recipe=NAME [KEY=VALUE ...]   run a recipe (Hydra overrides)
        python -m framework COMMAND [...]
 
@@ -26,6 +28,7 @@ Examples:
   python -m framework +recipe=instructgpt stages.sft.params.args.num_train_epochs=3
   python -m framework +recipe=instructgpt --cfg job      # print the composed config
   python -m framework list
+  python -m framework report outputs/2026-12-02/10-00-00
 Hydra's own options follow (--cfg, --multirun/-m, --config-dir, ...).
 """
 
@@ -51,6 +54,10 @@ def main() -> None:
         from framework.memory.command import main as memory_main
 
         sys.exit(memory_main(sys.argv[2:]))
+    if first == "report":
+        from framework.report.command import main as report_main
+
+        sys.exit(report_main(sys.argv[2:]))
     import yaml
 
     from framework.config_sources import primary_config_path, register_configs
@@ -158,6 +165,30 @@ def _run(cfg) -> None:
     log.info("run directory: %s", run_dir)
     for name, entry in summary["stages"].items():
         log.info("  %-14s %-8s %7.1f s  %s", name, entry["status"], entry["seconds"], entry["metrics"])
+    if cfg.get("report", True) and _leads(cfg):
+        write_run_report(run_dir)
+
+
+def _leads(cfg) -> bool:
+    """Machine 0 of a run over several machines keeps the books, the report among them."""
+    from framework.hardware import as_hardware
+
+    hardware = as_hardware(cfg.get("hardware"))
+    return hardware is None or hardware.machine_rank == 0
+
+
+def write_run_report(run_dir: Path) -> None:
+    """The run's report (framework/report/), named last on the console. The run is done: a
+    report that fails is said, with the command that retries it, and does not fail the run."""
+    from framework.report import write_report
+
+    try:
+        page = write_report([run_dir])
+    except Exception as exc:  # noqa: BLE001 - the stages' results are safe on disk either way
+        log.warning("the report was not written (%s: %s); the run finished. To retry:\n"
+                    "  python -m framework report %s", type(exc).__name__, exc, run_dir)
+        return
+    log.info("report: %s", page)
 
 
 def write_hydra_copies(cfg, hydra_cfg, run_dir: Path) -> None:

@@ -16,6 +16,25 @@ REPO = Path(__file__).resolve().parents[1]
 
 SFT_STEPS, RM_STEPS, RL_STEPS = 24, 24, 8
 
+# The instructgpt recipe on the built-in data, cut to a few steps per stage for the tiny model
+# (model.name_or_path=TINY_MODEL_DIR), with the evaluate stage.
+TINY_INSTRUCTGPT = [
+    "stages.sft.params.args.num_train_epochs=1", "+stages.sft.params.args.max_steps=2",
+    "stages.sft.params.args.per_device_train_batch_size=2", "stages.sft.params.args.logging_steps=1",
+    "stages.sft.params.freeze_layers=0",  # the tiny model has 2 layers
+    "stages.reward_model.params.freeze_layers=0", "stages.reward_model.params.args.max_steps=2",
+    "stages.reward_model.params.args.logging_steps=1",
+    "stages.rl.params.optimizer.params.steps=2", "stages.rl.params.optimizer.params.batch_size=2",
+    "stages.rl.params.optimizer.params.num_minibatches=1",
+    "stages.rl.params.optimizer.params.max_new_tokens=8",
+    "stages.rl.params.optimizer.params.sample_every=0",
+    "stages.rl.params.optimizer.params.save_every=0",
+    "stages.rl.params.reward.params.calibration_size=4",
+    "stages.rl.params.evaluation.num_prompts=4", "++stages.rl.params.evaluation.max_new_tokens=8",
+    "stages.evaluate.params.num_prompts=3", "stages.evaluate.params.samples_per_prompt=2",
+    "stages.evaluate.params.max_new_tokens=8", "++stages.evaluate.params.batch_size=4",
+]
+
 
 def slow_reward(prompt: str, response: str) -> float:
     """A reward that takes its time, so a PPO step lasts long enough to be interrupted."""

@@ -35,3 +35,5 @@ class RootConfig:
     data: Dict[str, DataSourceConfig] = field(default_factory=dict)
     # Run in this order (the order of the recipe's mapping).
     stages: Dict[str, StageNode] = field(default_factory=dict)
+    # Write RUN_DIR/report/report.html (plots, the evaluation, samples) when the run ends.
+    report: bool = True
