@@ -104,6 +104,9 @@ def main() -> None:
               "seconds": round(time.monotonic() - start, 1),
               "machine": {"platform": platform.platform(), "python": platform.python_version()}}
     (args.out / "comparison.json").write_text(json.dumps(result, indent=2))
+    from framework.report import write_report  # one page: the runs' tables and overlaid curves
+
+    result["report"] = str(write_report([args.out / r for r in args.recipes], args.out / "report"))
     print(json.dumps(result, indent=2))
 
 
