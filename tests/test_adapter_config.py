@@ -185,10 +185,11 @@ def test_memory_planner_reads_the_adapter_group(capsys):
                         "stages.rl.adapter.kind=none", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert (report["adapter"]["kind"], report["adapter"]["rank"]) == ("qlora", 8)
-    sft, rm, rl = report["stages"]
+    sft, rm, rl, evaluate = report["stages"]
     assert "frozen base weights (NF4 + double quant)" in " ".join(c["name"] for c in sft["components"])
     assert rl["workload"]["adapter"] == "none (full fine-tuning)"
     assert any(c["name"] == "reference weights (frozen)" for c in rl["components"])
+    assert evaluate["components"][1]["note"].endswith("adapters merged")  # full weights anyway
     # a flag overrides the config for every stage
     assert memory_main(["+recipe=instructgpt", "adapter=qlora", "--adapter", "lora", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)

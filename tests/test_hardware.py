@@ -253,9 +253,10 @@ def test_memory_planner_reads_the_hardware_profile(capsys):
     hw = out["hardware"]
     assert (hw["name"], hw["num_devices"], hw["sharding"], hw["device_gb"]) == (
         "deepspeed_zero3", 8, "zero3", 80)
-    sft, _, rl = out["stages"]
+    sft, _, rl, evaluate = out["stages"]
     assert any("/ 8 (zero3)" in c["note"] for c in sft["components"])
     assert not any("/ 8" in c["note"] for c in rl["components"])  # PPO runs as DDP
+    assert not any("/ 8" in c["note"] for c in evaluate["components"])  # whole models per rank
     # the profile's gradient checkpointing is for the TRL stages; PPO has none
     assert (sft["workload"]["gradient_checkpointing"], rl["workload"]["gradient_checkpointing"]) \
         == (True, False)
