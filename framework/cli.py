@@ -16,12 +16,14 @@ COMMANDS = {"list": "installed plugins, artifact kinds, data formats, recipes an
             "memory": "each stage's peak device memory, without loading weights "
                       "(python -m framework memory --help)",
             "report": "an HTML report with plots of run directories (python -m framework "
-                      "report RUN_DIR [RUN_DIR ...])"}
+                      "report RUN_DIR [RUN_DIR ...])",
+            "serve-reward": "serve a reward source over HTTP (python -m framework serve-reward "
+                            "--help)"}
 USAGE = f"""usage: python -m framework +recipe=NAME [KEY=VALUE ...]   run a recipe (Hydra overrides)
        python -m framework COMMAND [...]
 
 commands:
-{chr(10).join(f"  {name:<8} {text}" for name, text in COMMANDS.items())}
+{chr(10).join(f"  {name:<12} {text}" for name, text in COMMANDS.items())}
 
 Examples:
   python -m framework +recipe=instructgpt
@@ -54,6 +56,10 @@ def main() -> None:
         from framework.memory.command import main as memory_main
 
         sys.exit(memory_main(sys.argv[2:]))
+    if first == "serve-reward":
+        from framework.serving.command import main as serve_main
+
+        sys.exit(serve_main(sys.argv[2:]))
     if first == "report":
         from framework.report.command import main as report_main
 

@@ -65,6 +65,24 @@ def fill_hub_cache(cache: Path, repo_id: str, repo_type: str = "model",
     (folder / "snapshots" / commit).mkdir(parents=True, exist_ok=True)
 
 
+@pytest.fixture(scope="session")
+def tiny_reward_model_dir(tiny_model_dir, tmp_path_factory) -> Path:
+    """A tiny reward model: the tiny Llama with a random one-logit score head."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    path = tmp_path_factory.mktemp("tiny-rm")
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=1)
+    model.config.pad_token_id = tokenizer.pad_token_id
+    with torch.no_grad():
+        model.score.weight.mul_(50)  # scores of order 1, so that differences show
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
 @pytest.fixture
 def hub_cache(tmp_path_factory, monkeypatch) -> Path:
     """An HF cache of its own for the test, holding the refs of the hub ids above (as after a

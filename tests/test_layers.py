@@ -19,7 +19,7 @@ LAYERS = [
     {"evaluation"},  # uses rollout
     {"plugins"},  # the registries of the three interfaces
     {"pipeline", "config_sources"},
-    {"report"},  # reads run directories
+    {"report", "serving"},  # read run directories; serve a reward source
     {"memory.command", "listing", "cli", "__main__", "__init__"},  # commands
 ]
 LAYER = {unit: i for i, units in enumerate(LAYERS) for unit in units}

@@ -15,20 +15,8 @@ RESPONSES = ["4", "Blue, or perhaps a deep shade of green.", "Waves fold on the 
 
 
 @pytest.fixture(scope="module")
-def rm_dir(tiny_model_dir, tmp_path_factory):
-    """A tiny reward model: the tiny Llama with a random one-logit score head."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    path = tmp_path_factory.mktemp("tiny-rm")
-    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
-    torch.manual_seed(0)
-    model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=1)
-    model.config.pad_token_id = tokenizer.pad_token_id
-    with torch.no_grad():
-        model.score.weight.mul_(50)  # scores of order 1, so that differences show
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
+def rm_dir(tiny_reward_model_dir):
+    return tiny_reward_model_dir
 
 
 def source(rm_dir, where="stages.rl.reward.params", **params) -> RewardModelReward:

@@ -124,14 +124,33 @@ class RewardModelReward(RewardSource):
 
     def raw_scores(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> list[float]:
         """Unnormalized scores, `batch_size` pairs per forward pass."""
-        import torch
-
         if self.model is None:
             raise FrameworkError(f"{self.where}: score() before setup(); the stage must call "
                                  f"setup(inputs, device) first.")
         if len(prompts) != len(responses):
             raise ValueError(f"{self.where}: {len(prompts)} prompts but {len(responses)} responses.")
-        encoded = [self.encode(p, r, i) for i, (p, r) in enumerate(zip(prompts, responses))]
+        return self._score_ids([self.encode(p, r, i)
+                                for i, (p, r) in enumerate(zip(prompts, responses))])
+
+    def score_formatted(self, texts: Sequence[str]) -> list[float]:
+        """Raw scores of texts already formatted with the chat template (prompt and response),
+        as OpenRLHF's remote reward model receives them (serve-reward's /get_reward)."""
+        if self.model is None:
+            raise FrameworkError(f"{self.where}: score_formatted() before setup().")
+        encoded = []
+        for i, text in enumerate(texts):
+            ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+            if len(ids) > self.config.max_length:
+                if not self.config.truncate:
+                    raise DataError(f"{self.where}.max_length: text {i} is {len(ids)} tokens, "
+                                    f"more than max_length={self.config.max_length}.")
+                ids = ids[-self.config.max_length:]
+            encoded.append(ids)
+        return self._score_ids(encoded)
+
+    def _score_ids(self, encoded: list[list[int]]) -> list[float]:
+        import torch
+
         # Similar lengths share a batch so that little compute goes to padding.
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
         scores = [0.0] * len(encoded)
