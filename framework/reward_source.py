@@ -64,6 +64,11 @@ class RewardSource(Plugin, ABC):
         """One reward per (prompt, response) pair. Prompts are chat conversations (see
         `Prompt`), so a reward model sees the whole dialogue the response answers."""
 
+    def metrics(self) -> dict[str, float]:
+        """Numbers about the last `score()` call worth logging with the step (an ensemble's
+        member means, a server's retries); the PPO loop logs them as `reward/NAME`."""
+        return {}
+
     def compare(self, prompts: Sequence[Prompt], first: Sequence[str],
                 second: Sequence[str]) -> list[float]:
         """A pairwise verdict per prompt: 1.0 where `first` is preferred, 0.0 where `second` is,

@@ -274,6 +274,9 @@ class PPOTrainer:
             "response_length": mask.sum(1).mean(), "ended_with_eos": batch.ended.float().mean(),
             "value_mean": F.masked_mean(values, mask), "return_mean": F.masked_mean(returns, mask),
         }
+        # what the reward source reports about this batch (an ensemble's member means, ...)
+        stats.update({f"reward/{k}": torch.tensor(float(v), device=mask.device)
+                      for k, v in self.reward.metrics().items()})
         stats = {k: self.accelerator.reduce(v.detach(), "mean").item() for k, v in stats.items()}
         stats["beta"] = beta  # the coefficient these rewards used (adapted after the step)
         return {"rollout": batch, "logprobs": logprobs, "values": values,
