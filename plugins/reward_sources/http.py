@@ -18,7 +18,6 @@ The token is read from the environment variable `token_env`, never from the conf
 from __future__ import annotations
 
 import os
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence
@@ -27,9 +26,8 @@ from urllib.parse import urlparse
 from framework.errors import ConfigError, FrameworkError
 from framework.reward_source import Prompt, RewardSource, prompt_messages
 from framework.serving import protocol
-
-RETRIED = {429, 500, 502, 503, 504}
-
+from framework.serving.client import (
+    Counts, RequestRefused, RetryingClient, RetryPolicy, ServerUnavailable)
 
 class RewardServerUnavailable(FrameworkError):
     """The reward server did not answer after every retry."""
@@ -61,8 +59,7 @@ class HTTPReward(RewardSource):
     def __init__(self, config: HTTPRewardConfig):
         super().__init__(config)
         self.where = "reward"
-        self.client = None
-        self.counts = {"requests": 0, "retries": 0}
+        self.client: Optional[RetryingClient] = None
 
     def check(self, where: str) -> None:
         self.where = where
@@ -77,14 +74,12 @@ class HTTPReward(RewardSource):
     def setup(self, inputs=None, device=None, model_cfg=None) -> None:
         """Open the connection pool and ask /health, so a server that is down stops the stage
         before any weights load (with the same retries as scoring)."""
-        import httpx
-
+        cfg = self.config
         headers = {}
-        if self.config.token_env:
-            headers["Authorization"] = f"Bearer {os.environ.get(self.config.token_env, '')}"
-        self.client = httpx.Client(base_url=self.config.url.rstrip("/"), headers=headers,
-                                   timeout=self.config.timeout_s,
-                                   limits=httpx.Limits(max_connections=self.config.concurrency))
+        if cfg.token_env:
+            headers["Authorization"] = f"Bearer {os.environ.get(cfg.token_env, '')}"
+        self.client = RetryingClient(cfg.url, cfg.timeout_s, RetryPolicy(
+            cfg.retries, cfg.backoff_s, cfg.max_backoff_s), headers, cfg.concurrency)
         self._request("GET", protocol.HEALTH, None)
 
     def score(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> list[float]:
@@ -95,14 +90,14 @@ class HTTPReward(RewardSource):
         size = self.config.batch_size
         chunks = [(list(prompts[i:i + size]), list(responses[i:i + size]))
                   for i in range(0, len(prompts), size)]
-        self.counts = {"requests": 0, "retries": 0}
+        self.client.counts = Counts()
         with ThreadPoolExecutor(max_workers=self.config.concurrency) as pool:
             replies = list(pool.map(self._score_chunk, chunks))
         return [s for chunk in replies for s in chunk]
 
     def metrics(self) -> dict[str, float]:
-        return {"http_requests": float(self.counts["requests"]),
-                "http_retries": float(self.counts["retries"])}
+        counts = self.client.counts if self.client is not None else Counts()
+        return {"http_requests": float(counts.requests), "http_retries": float(counts.retries)}
 
     # ----------------------------------------------------------------------------- requests
     def _score_chunk(self, chunk) -> list[float]:
@@ -117,50 +112,19 @@ class HTTPReward(RewardSource):
                                  f"protocol: {exc}. No score was used.") from None
 
     def _request(self, method: str, path: str, body) -> Any:
-        import httpx
-
-        cfg, wait, last = self.config, self.config.backoff_s, ""
-        started = time.monotonic()
-        for attempt in range(cfg.retries + 1):
-            if attempt:
-                self.counts["retries"] += 1
-                time.sleep(wait)
-                wait = min(wait * 2, cfg.max_backoff_s)
-            self.counts["requests"] += 1
-            try:
-                response = self.client.request(method, path, json=body)
-            except httpx.TransportError as exc:  # refused, reset, timed out: may pass
-                last = f"{type(exc).__name__}: {exc}"
-                continue
-            if response.status_code in RETRIED:
-                last = f"HTTP {response.status_code}: {_message(response)}"
-                after = response.headers.get("retry-after", "")
-                if response.status_code == 429 and after.replace(".", "", 1).isdigit():
-                    wait = min(max(wait, float(after)), cfg.max_backoff_s)
-                continue
-            if response.status_code != 200:
-                raise FrameworkError(
-                    f"{self.where}: the reward server at {cfg.url} refused the request "
-                    f"(HTTP {response.status_code}: {_message(response)}); this is not retried. "
-                    f"Fix the request or the server's settings (token, --max-request-pairs).")
-            try:
-                return response.json()
-            except ValueError:
-                last = f"a reply that is not JSON: {response.text[:120]!r}"
-                continue
-        raise RewardServerUnavailable(
-            f"{self.where}: the reward server at {cfg.url}{path} did not answer after "
-            f"{cfg.retries + 1} tries over {time.monotonic() - started:.1f} s (last: {last}). "
-            f"No score was made up and no step trained without one; checkpoints saved so far "
-            f"are kept. Start the server (python -m framework serve-reward ...) and run the same "
-            f"command again to resume.")
-
-
-def _message(response) -> str:
-    try:
-        return str(response.json().get("error", response.text))[:300]
-    except ValueError:
-        return response.text[:300]
+        try:
+            return self.client.request(method, path, body)
+        except RequestRefused as exc:
+            raise FrameworkError(
+                f"{self.where}: the reward server at {self.config.url} refused the request "
+                f"({exc}); this is not retried. Fix the request or the server's settings "
+                f"(token, --max-request-pairs).") from None
+        except ServerUnavailable as exc:
+            raise RewardServerUnavailable(
+                f"{self.where}: the reward server at {exc}. No score was made up and no step "
+                f"trained without one; checkpoints saved so far are kept. Start the server "
+                f"(python -m framework serve-reward ...) and run the same command again to "
+                f"resume.") from None
 
 
 def _problems(config: HTTPRewardConfig) -> list[str]:
