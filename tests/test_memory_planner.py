@@ -355,6 +355,10 @@ def test_evaluate_by_hand():
     assert estimate_evaluate(TINY, lora, zero3, wl).peak_bytes == est.peak_bytes
     assert "the stage loads full weights" in estimate_evaluate(TINY, QLORA, hw, wl).suggestion(
         hw, QLORA)
+    # a local LLM judge among the scorers: one more causal LM held
+    judged = estimate_evaluate(TINY, AdapterSpec(), hw, dataclasses.replace(wl, judge_models=1))
+    assert bytes_of(judged)["judge model weights (scorer 1)"] == 1704 * 4
+    assert judged.peak_bytes == est.peak_bytes + 1704 * 4
 
 
 def test_overrides_reach_the_workloads():

@@ -445,6 +445,9 @@ def estimate_evaluate(shape: ModelShape, adapter: AdapterSpec, hw: HardwareSpec,
         else:
             rm = (shape.backbone_params + head) * hw.weight_bytes
         b.add(f"reward model weights (scorer {i + 1})", "weights", rm, note="frozen")
+    for i in range(wl.judge_models):  # as large as the policy, unless it is another model
+        b.add(f"judge model weights (scorer {i + 1})", "weights", lm,
+              note=f"{w}, if the judge has the policy's shape")
     seq, new = wl.sequence_length, wl.max_new_tokens
     b.sample_and_score(shape, act, wl.batch_size, wl.max_prompt_length, new,
                        ("sampling", "scoring"), "scoring logits (vocabulary)", fp32_copies=3)
@@ -453,7 +456,8 @@ def estimate_evaluate(shape: ModelShape, adapter: AdapterSpec, hw: HardwareSpec,
     return StageEstimate(
         wl.stage, "evaluate", b.components, hw.budget_bytes,
         workload={"batch_size": wl.batch_size, "sequence_length": seq, "max_new_tokens": new,
-                  "reward_models": wl.reward_models, "activation_bytes": act},
+                  "reward_models": wl.reward_models, "judge_models": wl.judge_models,
+                  "activation_bytes": act},
         hints={"batch": f"{params}.batch_size", "length": f"{params}.max_new_tokens",
                "rollout": f"{params}.batch_size, {params}.max_prompt_length or "
                           f"{params}.max_new_tokens",

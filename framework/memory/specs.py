@@ -182,6 +182,7 @@ class EvaluateWorkload:
     max_prompt_length: int
     max_new_tokens: int
     reward_models: int = 0
+    judge_models: int = 0  # causal LMs among the scorers (a local LLM judge)
 
     @property
     def sequence_length(self) -> int:

@@ -103,9 +103,11 @@ class EvaluateStage(Stage):
         return EvaluateWorkload(
             stage=name, batch_size=cfg.batch_size, max_prompt_length=cfg.max_prompt_length,
             max_new_tokens=cfg.max_new_tokens,
-            # learned reward models among the scorers, held beside the two policies
+            # learned reward models and judge models among the scorers, beside the policies
             reward_models=sum(REWARD_MODEL in port.kinds for nested in cfg.scorers.values()
-                              for port in getattr(nested.cls, "inputs", {}).values()))
+                              for port in getattr(nested.cls, "inputs", {}).values()),
+            judge_models=sum(MODEL in port.kinds for nested in cfg.scorers.values()
+                             for port in getattr(nested.cls, "inputs", {}).values()))
 
     def input_ports(self) -> Mapping[str, Port]:
         return self._ports
