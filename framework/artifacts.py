@@ -65,6 +65,8 @@ PROMPTS = _builtin(ArtifactKind("prompts", "prompts for rollouts", data=True))
 FEEDBACK = _builtin(ArtifactKind(
     "feedback", "single responses labelled desirable or not, or scored 1-7 (KTO data)",
     data=True))
+SAMPLES = _builtin(ArtifactKind(
+    "samples", "tasks to label: K responses a policy sampled per prompt, with provenance"))
 TEXT = _builtin(ArtifactKind(
     "text", "plain text for language modelling (the PPO-ptx pretraining set)", data=True))
 

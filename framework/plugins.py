@@ -2,6 +2,7 @@
 
 from typing import Any, Callable
 
+from framework.labeling.labeler import Labeler
 from framework.optimizer import Optimizer
 from framework.plugin import check_plugin_class
 from framework.registry import Registry
@@ -18,6 +19,9 @@ optimizers: Registry[Optimizer] = Registry(
     "optimizer", "framework.optimizers", Optimizer, check_plugin_class("optimizer", Optimizer)
 )
 
+labelers: Registry[Labeler] = Registry(
+    "labeler", "framework.labelers", Labeler, check_plugin_class("labeler", Labeler)
+)
 
 
 def _check_function(name: str, obj: Any, source: str) -> None:
@@ -33,4 +37,4 @@ reward_functions: Registry[Callable] = Registry("reward function", "framework.re
                                                 check=_check_function)
 
 ALL = {"stages": stages, "reward_sources": reward_sources, "optimizers": optimizers,
-       "reward_functions": reward_functions}
+       "labelers": labelers, "reward_functions": reward_functions}

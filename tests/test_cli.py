@@ -135,7 +135,8 @@ def test_a_recipe_that_is_not_yaml_gets_one_line_and_exit_2(tmp_path):
 
 def test_help_lists_the_commands_and_a_typo_is_answered(tmp_path):
     out = framework("--help", cwd=tmp_path).stdout
-    assert "list     installed plugins" in out and "memory   each stage's peak device memory" in out
+    assert "list         installed plugins" in out and "memory       each stage's peak device memory" in out
+    assert "report       an HTML report" in out and "serve-reward serve a reward source" in out
     typo = framework("lst", cwd=tmp_path, check=False)
     assert typo.returncode == 2 and "'lst' is not a command. Did you mean 'list'?" in typo.stderr
 

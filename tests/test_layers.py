@@ -15,7 +15,7 @@ LAYERS = [
     {"hardware"},
     {"models"},
     {"data"},
-    {"packing", "rollout", "memory", "stage", "reward_source", "optimizer", "trl"},
+    {"packing", "rollout", "memory", "stage", "reward_source", "optimizer", "trl", "labeling"},
     {"evaluation"},  # uses rollout
     {"plugins"},  # the registries of the three interfaces
     {"pipeline", "config_sources"},

@@ -1,0 +1,3 @@
+"""Human feedback on a policy's samples: tasks (a prompt and its K responses), labels (a ranking,
+1-7 scores, flags, a correction, a critique, or a skip), the Labeler interface that produces
+them, and their export into the comparisons and demonstrations later stages train on."""

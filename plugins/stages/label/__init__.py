@@ -1,0 +1,3 @@
+from framework_plugins.stages.label.stage import LabelStage
+
+__all__ = ["LabelStage"]
