@@ -127,9 +127,9 @@ def test_malformed_entries_of_the_open_registries_are_named():
     from framework.errors import PluginError
     from framework.plugins import reward_functions
 
-    with pytest.raises(PluginError, match=r"The artifact kind 'samples' from registered is "
-                                          r"'samples', not a framework\.artifacts\.ArtifactKind"):
-        kinds.register("samples", "samples")
+    with pytest.raises(PluginError, match=r"The artifact kind 'snippets' from registered is "
+                                          r"'snippets', not a framework\.artifacts\.ArtifactKind"):
+        kinds.register("snippets", "snippets")
     with pytest.raises(PluginError, match=r"registered as 'labels' .* is named 'label'; the "
                                           r"entry-point name and ArtifactKind\.name must agree"):
         kinds.register("labels", ArtifactKind("label"))
@@ -138,4 +138,4 @@ def test_malformed_entries_of_the_open_registries_are_named():
     with pytest.raises(PluginError, match=r"The reward function 'n' from registered is 3, not a "
                                           r"function f\(prompt, response\) -> float"):
         reward_functions.register("n", 3)
-    assert "samples" not in kinds and "labels" not in kinds and "n" not in reward_functions
+    assert "snippets" not in kinds and "labels" not in kinds and "n" not in reward_functions
