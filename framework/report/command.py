@@ -50,8 +50,7 @@ def write_report(paths: Sequence[Path], out: Optional[Path] = None, samples: int
     if len(runs) == 1:
         for ev in runs[0].evaluations:
             m = ev.metrics
-            scorers = [k for k in next(iter(m["policies"].values()))
-                       if k not in html.PER_POLICY and k != "win_rate"]
+            scorers = html.scorer_names(m)
             figures[f"evaluation_{ev.stage}"] = plots.png(
                 plots.evaluation(m["policies"], scorers, m["win_rate"], m["baseline"]))
             if m.get("pairwise"):

@@ -67,6 +67,12 @@ class Page:
                 + "\n".join(self.parts) + "\n</body></html>\n")
 
 
+def scorer_names(evaluation: dict) -> list[str]:
+    """The evaluate table's scorer columns: every key of a policy's row but the fixed ones."""
+    row = next(iter(evaluation["policies"].values()))
+    return [k for k in row if k not in PER_POLICY and k != "win_rate"]
+
+
 def image(name: str, data: bytes, alt: str) -> str:
     encoded = base64.b64encode(data).decode("ascii")
     return (f"<img data-figure=\"{escape(name)}\" alt=\"{escape(alt)}\" "
@@ -164,7 +170,7 @@ def _stages(page: Page, i: int, run: RunData) -> None:
 def _evaluation(page: Page, i: int, ev: Evaluation, figures: dict[str, bytes]) -> None:
     m = ev.metrics
     table, root = m["policies"], ["stages", ev.stage, "metrics"]
-    scorers = [k for k in next(iter(table.values())) if k not in PER_POLICY and k != "win_rate"]
+    scorers = scorer_names(m)
     columns = [*scorers, *PER_POLICY]
     head = "".join(f"<th>{escape(c)}</th>" for c in ["policy", *columns, "win rate [CI]"])
     rows = []
