@@ -42,7 +42,7 @@ def test_pairs_follow_the_majority_of_labelers_and_ties_are_left_out():
 
 def test_corrections_become_demonstrations():
     labels = [Label("t1", "ann", ranks=[1, 2, 3], correction={"response": 0, "text": "An apple."},
-                    critique="too short")]
+                    critiques=["too short", "", ""])]
     assert demonstration_rows([TASK], labels) == [
         {"prompt": TASK.prompt, "completion": "An apple.", "task_id": "t1", "labeler": "ann"}]
 

@@ -4,11 +4,24 @@ simulated labeler, an LLM judge, ...). Labelers are plugins, registered like sta
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import ClassVar, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar, Mapping, Optional, Sequence
 
 from framework.artifacts import Artifact, Port
 from framework.labeling.tasks import Label, Task
 from framework.plugin import Plugin
+
+
+@dataclass
+class LabelSession:
+    """Where a label stage runs: a labeler that keeps state (the labeling app's store) keeps it
+    in `output_dir`, which survives the stage's re-runs."""
+
+    stage: str
+    output_dir: Path
+    run_dir: Path
+    allow_ties: bool = True
 
 
 class Labeler(Plugin, ABC):
@@ -21,7 +34,8 @@ class Labeler(Plugin, ABC):
     def check(self, where: str) -> None:
         """Cheap validation before any weights load."""
 
-    def setup(self, inputs: Mapping[str, Artifact], device=None, model_cfg=None) -> None:
+    def setup(self, inputs: Mapping[str, Artifact], device=None, model_cfg=None,
+              session: Optional[LabelSession] = None) -> None:
         """Load models or open connections before labeling."""
 
     @abstractmethod

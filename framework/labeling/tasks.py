@@ -3,8 +3,8 @@
 A task is one prompt with the K responses a policy sampled for it (`collect` writes them, with
 provenance). A label is one labeler's judgement of one task: `ranks[k]` is response k's rank
 (1 = best; equal ranks are ties), optional `scores[k]` on 1-7, `flags` per response, an optional
-`correction` (a response rewritten, which becomes a demonstration), a `critique`, or `skipped`
-with a reason."""
+`correction` (a response rewritten, which becomes a demonstration), `critiques` (per response,
+"" for none), or `skipped` with a reason."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ class Label:
     scores: Optional[list[int]] = None  # per response, 1-7
     flags: Optional[list[list[str]]] = None  # per response
     correction: Optional[dict] = None  # {"response": k, "text": the rewritten response}
-    critique: str = ""
+    critiques: Optional[list[str]] = None  # per response, "" for none
     skipped: str = ""  # the reason, when the labeler skipped the task
 
     def to_json(self) -> dict:
@@ -83,6 +83,9 @@ def check_label(label: Label, task: Task, where: str, allow_ties: bool) -> None:
             set(f) <= set(FLAGS) for f in label.flags)):
         raise DataError(f"{what}: flags {label.flags!r} must be one list per response of "
                         f"{', '.join(FLAGS)}.")
+    if label.critiques is not None and (len(label.critiques) != k or not all(
+            isinstance(c, str) for c in label.critiques)):
+        raise DataError(f"{what}: critiques must be one text per response (\"\" for none).")
     if label.correction is not None:
         index, text = label.correction.get("response"), label.correction.get("text")
         if not (isinstance(index, int) and 0 <= index < k and isinstance(text, str) and text.strip()):

@@ -40,7 +40,7 @@ class ScorerLabeler(Labeler):
     def check(self, where: str) -> None:
         self.config.source.instance.check(f"{where}.source.params")
 
-    def setup(self, inputs, device=None, model_cfg=None) -> None:
+    def setup(self, inputs, device=None, model_cfg=None, session=None) -> None:
         source = self.config.source
         source.instance.setup(source.artifacts, device=device, model_cfg=model_cfg)
 

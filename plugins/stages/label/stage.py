@@ -17,6 +17,7 @@ from framework.common.files import write_text_atomic
 from framework.errors import ConfigError, DataError
 from framework.hardware.config import device
 from framework.labeling.export import comparison_rows, demonstration_rows
+from framework.labeling.labeler import LabelSession
 from framework.labeling.tasks import check_label, read_tasks
 from framework.plugin_spec import NestedPlugin, PluginSpec, bind, parse_spec, stage_ports
 from framework.stage import Stage, StageContext, StageResult
@@ -64,7 +65,9 @@ class LabelStage(Stage):
         nested = cfg.labeler
         bind(nested, inputs)
         labeler = nested.instance
-        labeler.setup(nested.artifacts, device=device(ctx.hardware), model_cfg=ctx.model)
+        session = LabelSession(ctx.name, ctx.output_dir, ctx.run_dir, cfg.allow_ties)
+        labeler.setup(nested.artifacts, device=device(ctx.hardware), model_cfg=ctx.model,
+                      session=session)
         labels = labeler.label(tasks)
         known = {t.task_id: t for t in tasks}
         seen = set()
