@@ -18,7 +18,9 @@ COMMANDS = {"list": "installed plugins, artifact kinds, data formats, recipes an
             "report": "an HTML report with plots of run directories (python -m framework "
                       "report RUN_DIR [RUN_DIR ...])",
             "serve-reward": "serve a reward source over HTTP (python -m framework serve-reward "
-                            "--help)"}
+                            "--help)",
+            "label": "the labeling app of a run's label stage, its accounts and exports "
+                     "(python -m framework label RUN_DIR --help)"}
 USAGE = f"""usage: python -m framework +recipe=NAME [KEY=VALUE ...]   run a recipe (Hydra overrides)
        python -m framework COMMAND [...]
 
@@ -60,6 +62,10 @@ def main() -> None:
         from framework.serving.command import main as serve_main
 
         sys.exit(serve_main(sys.argv[2:]))
+    if first == "label":
+        from framework.labeling.command import main as label_main
+
+        sys.exit(label_main(sys.argv[2:]))
     if first == "report":
         from framework.report.command import main as report_main
 
@@ -131,7 +137,7 @@ def yaml_error_message(exc) -> str:
 def _run(cfg) -> None:
     from hydra.core.hydra_config import HydraConfig
 
-    from framework.errors import FrameworkError, TrainingInterrupted
+    from framework.errors import FrameworkError, TrainingInterrupted, WaitingForLabels
     from framework.common.redact import install_log_redaction
     from framework.pipeline.runner import run_pipeline
     from framework.common.signals import signal_number
@@ -151,6 +157,12 @@ def _run(cfg) -> None:
         log.error("%s. Checkpoints saved before it are kept; to resume from the last one, run "
                   "the same command again:\n  %s", exc or "interrupted", resume_command(run_dir))
         sys.exit(130)
+    except WaitingForLabels as exc:  # a clean stop: people label, then the run continues
+        command = resume_command(run_dir)
+        log.warning("%s\nOnce they have labeled, continue with the same command:\n  %s\nor go on "
+                    "now with the tasks labeled so far:\n  %s %s", exc, command, command,
+                    exc.accept_partial_override)
+        sys.exit(exc.EXIT_STATUS)
     except FrameworkError as exc:
         log.error("%s", exc)
         sys.exit(2)

@@ -57,3 +57,14 @@ class CheckpointError(FrameworkError):
     def __init__(self, message: str, *, checkpoint: str | None = None):
         self.checkpoint = checkpoint
         super().__init__(message)
+
+
+class WaitingForLabels(FrameworkError):
+    """A label stage published its tasks to people and not enough are labeled yet: the run
+    stops cleanly (exit status 3) and the same command continues it once they are."""
+
+    EXIT_STATUS = 3
+
+    def __init__(self, message: str, *, stage: str, accept_partial_override: str):
+        self.stage, self.accept_partial_override = stage, accept_partial_override
+        super().__init__(message)

@@ -12,7 +12,7 @@ from typing import Callable, Optional
 from omegaconf import DictConfig, OmegaConf
 
 from framework.artifacts import Artifact
-from framework.errors import FrameworkError, TrainingInterrupted
+from framework.errors import FrameworkError, TrainingInterrupted, WaitingForLabels
 from framework.hardware import as_hardware, launches
 from framework.pipeline.large_models import apply_large_model_adapter
 from framework.common import peak_memory, signals
@@ -113,8 +113,10 @@ def _run_or_reuse(planned: PlannedStage, inputs, digest, fingerprints, previous:
         _check_result(planned, result)
     except BaseException as exc:
         seconds = time.monotonic() - start
-        # a signal's clean stop (or a second signal's hard one) can be resumed, unlike a failure
-        status = ("interrupted" if isinstance(exc, (TrainingInterrupted, KeyboardInterrupt))
+        # a signal's clean stop (or a second signal's hard one) can be resumed, unlike a
+        # failure; a label stage waiting for people continues when they have labeled
+        status = ("waiting_for_labels" if isinstance(exc, WaitingForLabels)
+                  else "interrupted" if isinstance(exc, (TrainingInterrupted, KeyboardInterrupt))
                   else "failed")
         record.update(status=status, seconds=seconds, error=f"{type(exc).__name__}: {exc}")
         write_manifest(stage_dir, run_dir, record)

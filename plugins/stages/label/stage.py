@@ -1,7 +1,7 @@
 """The label stage: a labeler (a plugin: `simulated`, `scorer`, ...) labels the collect stage's
 tasks; the labels become comparisons (for the reward model) and demonstrations (from
 corrections), as framework/labeling/export.py describes. Every label is kept in labels.jsonl,
-with its labeler and task ids; critiques and scores are there too."""
+with its labeler and task ids; critiques.jsonl and scores.jsonl hold those per response."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from framework.common import distributed
 from framework.common.files import write_text_atomic
 from framework.errors import ConfigError, DataError
 from framework.hardware.config import device
-from framework.labeling.export import comparison_rows, demonstration_rows
+from framework.labeling.export import EXPORTS, write_exports
 from framework.labeling.labeler import LabelSession
 from framework.labeling.tasks import check_label, read_tasks
 from framework.plugin_spec import NestedPlugin, PluginSpec, bind, parse_spec, stage_ports
@@ -81,17 +81,14 @@ class LabelStage(Stage):
             seen.add((label.task_id, label.labeler))
             check_label(label, known[label.task_id], where, cfg.allow_ties)
         labeled = {label.task_id for label in labels if not label.skipped}
-        comparisons = comparison_rows(tasks, labels)
-        demonstrations = demonstration_rows(tasks, labels)
         out = ctx.output_dir
-        if distributed.is_main_process():
-            _write_jsonl(out / "labels.jsonl", [label.to_json() for label in labels])
-            _write_jsonl(out / "comparisons.jsonl", comparisons)
-            _write_jsonl(out / "demonstrations.jsonl", demonstrations)
+        counts = (write_exports(out, tasks, labels) if distributed.is_main_process()
+                  else {n: len(f(tasks, labels)) for n, f in EXPORTS.items()})
         metrics = {"tasks": len(tasks), "labeled": len(labeled),
                    "skipped": sum(1 for label in labels if label.skipped),
-                   "comparison_pairs": len(comparisons),
-                   "demonstrations": len(demonstrations),
+                   "comparison_pairs": counts["comparisons.jsonl"],
+                   "demonstrations": counts["demonstrations.jsonl"],
+                   "critiques": counts["critiques.jsonl"],
                    "labelers": sorted({label.labeler for label in labels})}
         ctx.logger.info("label: %s", metrics)
         split = {"eval_fraction": cfg.eval_fraction} if cfg.eval_fraction else {}
