@@ -42,7 +42,9 @@ SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; "
                                "form-action 'self'; base-uri 'none'",
     "X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",  # a secret link never leaves in a Referer
+    # a Referer (and so a secret link) never leaves the app; "no-referrer" would also make
+    # browsers send "Origin: null" on the app's own form posts, which the origin check refuses
+    "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store"}
 
 
