@@ -54,11 +54,14 @@ class Stage(Plugin, ABC):
       multi-process hardware profile it runs in every process: write files only where
       `framework.common.distributed.is_main_process()`, and return the same metrics everywhere
       (rank 0's are recorded).
+    - `launched`: False for a stage that must run once, in the pipeline's own process, under
+      any hardware profile (the label stage: it talks to people and keeps one store).
     """
 
     inputs: ClassVar[Mapping[str, Port]] = {}
     outputs: ClassVar[Mapping[str, str]] = {}
     adapter_kinds: ClassVar[tuple[str, ...]] = ()
+    launched: ClassVar[bool] = True
 
     def input_ports(self) -> Mapping[str, Port]:
         """The inputs of this configured stage (default: the declared `inputs`)."""

@@ -135,3 +135,24 @@ def test_bad_labeling_settings_are_named(tmp_path):
     cfg.stages.collect.params.responses_per_prompt = 1
     with pytest.raises(ConfigError, match=r"stages.collect.params.responses_per_prompt: must be >= 2"):
         build_plan(cfg)
+
+
+def test_the_label_stage_runs_in_the_pipelines_process_under_any_hardware_profile(
+        tmp_path, tiny_model_dir, monkeypatch):
+    from framework.artifacts import SAMPLES, Artifact
+    from framework.labeling.tasks import write_tasks
+    from framework.pipeline import launch, runner
+
+    def launched(*args, **kwargs):
+        raise AssertionError("the label stage was launched in other processes")
+
+    monkeypatch.setattr(runner, "launches", lambda hardware: True)  # as under multi_gpu
+    monkeypatch.setattr(launch, "launch_stage", launched)
+    cfg = loop_config(tmp_path, tiny_model_dir)
+    planned = next(p for p in build_plan(cfg) if p.name == "label")
+    write_tasks(tmp_path / "tasks.jsonl", [TASK])
+    ctx = runner.stage_context(planned, tmp_path / "run", cfg)
+    ctx.output_dir.mkdir(parents=True)
+    result = runner._run_stage(planned, {"samples": Artifact(SAMPLES, str(tmp_path / "tasks.jsonl"))},
+                               ctx, cfg)
+    assert result.metrics["labeled"] == 1

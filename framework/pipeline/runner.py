@@ -150,7 +150,7 @@ def stage_context(planned: PlannedStage, run_dir: Path, cfg) -> StageContext:
 def _run_stage(planned: PlannedStage, inputs, ctx: StageContext, cfg) -> StageResult:
     """In this process, or under a distributed hardware profile in the processes that
     `accelerate launch` starts (framework/pipeline/launch.py)."""
-    if launches(planned.hardware):
+    if launches(planned.hardware) and type(planned.stage).launched:
         from framework.pipeline.launch import launch_stage
 
         return launch_stage(planned.name, inputs, ctx, cfg, planned.hardware)

@@ -35,6 +35,7 @@ class LabelStage(Stage):
     Config = LabelConfig
     inputs = {"samples": Port((SAMPLES,), doc="the collect stage's tasks")}
     outputs = {"comparisons": COMPARISONS, "demonstrations": DEMONSTRATIONS}
+    launched = False  # once, in the pipeline's process: a labeler may talk to people
 
     @classmethod
     def parse_config(cls, node: Any, where: str) -> LabelConfig:
