@@ -229,3 +229,26 @@ def test_the_tiny_model_judges_an_evaluate_stage(tmp_path, tiny_model_dir):
     assert metrics["policies"]["a"]["judge"] == 4.0
     won = metrics["win_rate"]["b"]
     assert won["wins"] + won["ties"] + won["losses"] == 4
+
+
+def test_the_judge_labeler_ranks_a_task_through_an_endpoint_in_both_orders(monkeypatch):
+    from framework.labeling.tasks import Task
+    from framework_plugins.labelers.judge import JudgeLabeler
+
+    monkeypatch.setenv("JUDGE_KEY", KEY)
+    source = {"name": "judge", "params": {
+        "backend": "openai", "base_url": "", "model": "judge-model", "api_key_env": "JUDGE_KEY",
+        "backoff_s": 0.01, "concurrency": 1}}
+    task = Task("t1", "Capital of France?", ["Lyon, quality 4.", "Paris, quality 6.",
+                                             "No idea, quality 2.", "Paris again, quality 6."])
+    seen = []
+    with app_in_thread(chat_server([], seen)) as url:
+        source["params"]["base_url"] = f"{url}/v1"
+        labeler = JudgeLabeler(JudgeLabeler.parse_config({"source": source}, "labeler.params"))
+        labeler.check("labeler.params")
+        labeler.setup({})
+        [label] = labeler.label([task])
+    # wins over the 3 others: Lyon 1 (No idea), Paris 2.5, No idea 0, Paris again 2.5 (the
+    # quality-6 pair gets "B" in both orders, which is no verdict: half a win each)
+    assert label.ranks == [3, 1, 4, 1] and label.labeler == "judge:judge"
+    assert len(seen) == 12  # 6 pairs, each asked in both orders

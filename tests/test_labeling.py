@@ -156,3 +156,42 @@ def test_the_label_stage_runs_in_the_pipelines_process_under_any_hardware_profil
     result = runner._run_stage(planned, {"samples": Artifact(SAMPLES, str(tmp_path / "tasks.jsonl"))},
                                ctx, cfg)
     assert result.metrics["labeled"] == 1
+
+
+class RockPaperScissors:
+    """A judge whose preferences go round in a circle for three of four responses."""
+
+    beats = {("rock", "scissors"), ("scissors", "paper"), ("paper", "rock")}
+
+    @classmethod
+    def verdict(cls, a: str, b: str) -> float:
+        if a == "well":  # beats everything
+            return 1.0
+        if b == "well":
+            return 0.0
+        return 1.0 if (a, b) in cls.beats else 0.0 if (b, a) in cls.beats else 0.5
+
+
+def test_the_judge_labeler_ranks_by_wins_over_every_other_response(monkeypatch):
+    from framework.reward_source import RewardSource
+    from framework_plugins.labelers.judge import JudgeLabeler
+
+    source = {"name": "function", "params": {"function": "tests.test_rl_stage:words"}}
+    labeler = JudgeLabeler(JudgeLabeler.parse_config({"source": source}, "p"))
+    labeler.setup({})
+    task = Task("t2", "Say it.", ["one two", "one", "uno dos", "a b c"])
+    [label] = labeler.label([task])  # compares by scores: wins 1.5, 0, 1.5, 3
+    assert label.ranks == [2, 4, 2, 1] and label.labeler == "judge:function"
+
+    calls = []
+
+    def compare(self, prompts, first, second):
+        calls.append(len(first))
+        return [RockPaperScissors.verdict(a, b) for a, b in zip(first, second)]
+
+    monkeypatch.setattr(RewardSource, "compare", compare)
+    [label] = labeler.label([Task("t3", "Play.", ["rock", "paper", "scissors", "well"])])
+    # wins: rock 1 (scissors), paper 1, scissors 1, well 3: one round of K(K-1)/2 = 6 questions
+    assert label.ranks == [2, 2, 2, 1] and calls == [6]
+    with pytest.raises(ConfigError, match=r"p.source"):
+        JudgeLabeler(JudgeLabeler.parse_config({"source": {"name": "nope"}}, "p"))
