@@ -195,3 +195,43 @@ def test_the_judge_labeler_ranks_by_wins_over_every_other_response(monkeypatch):
     assert label.ranks == [2, 2, 2, 1] and calls == [6]
     with pytest.raises(ConfigError, match=r"p.source"):
         JudgeLabeler(JudgeLabeler.parse_config({"source": {"name": "nope"}}, "p"))
+
+
+def test_the_human_labeler_waits_then_accept_partial_goes_on_with_what_is_labeled(
+        tmp_path, tiny_model_dir):
+    from framework.errors import WaitingForLabels
+    from framework.labeling.store import open_store
+
+    human = {"name": "human", "params": {"labelers": ["ann"]}}
+    cfg = loop_config(tmp_path, tiny_model_dir, labeler=human)
+    del cfg.stages["reward_model"]
+    run_dir = tmp_path / "run"
+    with pytest.raises(WaitingForLabels, match=r"waiting for labels. 0 of \d+ tasks") as waiting:
+        run_pipeline(cfg, run_dir, "t")
+    assert waiting.value.accept_partial_override == \
+        "stages.label.params.labeler.params.accept_partial=true"
+    store = open_store(run_dir / "label" / "labels.sqlite")
+    task_id = store.next_task("ann")
+    store.submit(Label(task_id, "ann", ranks=[1, 2, 3], scores=[7, 4, 1]))
+    with pytest.raises(WaitingForLabels, match=r"1 labels of"):
+        run_pipeline(cfg, run_dir, "t")
+    cfg.stages.label.params.labeler.params.accept_partial = True
+    stages = run_pipeline(cfg, run_dir, "t")["stages"]
+    assert stages["collect"]["status"] == "skipped"
+    assert stages["label"]["metrics"]["labeled"] == 1
+    assert stages["label"]["metrics"]["comparison_pairs"] == 3
+    assert [json.loads(l)["task_id"] for l in (run_dir / "label" / "scores.jsonl").open()] == \
+        [task_id] * 3
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"target": 0}, "target: a share of the tasks in (0, 1]"),
+    ({"overlap": 1.5}, "overlap: a share of the tasks in [0, 1]"),
+    ({"overlap": 0.2, "overlap_labelers": 1}, "overlap_labelers: at least 2"),
+    ({"labelers": ["ok", "not ok"]}, "labelers[1]: labeler name 'not ok'"),
+])
+def test_bad_human_labeler_settings_are_named(tmp_path, params, message):
+    cfg = loop_config(tmp_path, "some/model", labeler={"name": "human", "params": params})
+    with pytest.raises(ConfigError) as err:
+        build_plan(cfg)
+    assert f"stages.label.params.labeler.params.{message}" in str(err.value)

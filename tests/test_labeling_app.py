@@ -354,3 +354,44 @@ def test_concurrent_labelers_on_loopback_lose_and_duplicate_nothing(tmp_path):
     counts = write_exports(tmp_path / "export", tasks, store.labels())
     exported = [json.loads(line) for line in (tmp_path / "export" / "labels.jsonl").open()]
     assert counts["labels.jsonl"] == len(exported) == 300
+
+
+def test_the_label_command_manages_accounts_and_exports(tmp_path, capsys):
+    from framework.labeling.command import main
+
+    run_dir = tmp_path / "run"
+    assert main([str(run_dir)]) == 2
+    assert "no such run directory" in capsys.readouterr().err
+    run_dir.mkdir()
+    assert main([str(run_dir)]) == 2
+    assert "no label stage has published tasks here" in capsys.readouterr().err
+    store, _ = make_store(run_dir / "label_1", make_tasks(2))
+    assert main([str(run_dir), "--add-labeler", "ann", "--port", "9000"]) == 0
+    name, link = capsys.readouterr().out.strip().split("\t")
+    assert name == "ann" and link.startswith("http://127.0.0.1:9000/login?token=")
+    token = link.split("token=")[1]
+    assert store.account_for_token(token).name == "ann"
+    assert main([str(run_dir), "--add-labeler", "ann"]) == 2
+    assert "account 'ann' exists" in capsys.readouterr().err
+    assert main([str(run_dir), "--new-link", "ann"]) == 0
+    assert store.account_for_token(token) is None  # the old link stops working
+    assert main([str(run_dir), "--new-link", "bob"]) == 2
+    assert "no labeler of that name" in capsys.readouterr().err
+    assert main([str(run_dir), "--add-labeler", "bad name!"]) == 2
+    assert "use 1-64 letters" in capsys.readouterr().err
+    store.next_task("ann")
+    store.submit(Label("t0000", "ann", ranks=[2, 1, 3, 4], critiques=["", "ok", "", ""]))
+    capsys.readouterr()
+    assert main([str(run_dir), "--status", "--export", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    status = json.loads(out[: out.rindex("}\n{") + 1])
+    assert status["progress"]["labels"] == 1 and status["labelers"][0]["name"] == "ann"
+    assert json.loads(out.splitlines()[-1])["rows"] == {
+        "labels.jsonl": 1, "comparisons.jsonl": 6, "demonstrations.jsonl": 0,
+        "critiques.jsonl": 1, "scores.jsonl": 0}
+    make_store(run_dir / "label_2", make_tasks(1))
+    assert main([str(run_dir), "--status"]) == 2
+    assert "several label stages have stores (label_1, label_2); choose one with --stage" in \
+        capsys.readouterr().err
+    assert main([str(run_dir), "--stage", "label_3"]) == 2
+    assert "label stages with a store here: label_1, label_2" in capsys.readouterr().err
