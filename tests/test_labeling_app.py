@@ -149,6 +149,10 @@ def test_overlap_tasks_go_to_two_labelers_and_the_rest_to_one(tmp_path):
     store.submit(Label("t0001", "ann", ranks=[1, 2, 3, 4]))
     assert store.next_task("ann") == "t0002"
     assert store.assigned("bob") == ["t0000", "t0002"]
+    assert store.release("bob") == ["t0002"]  # open, so it goes to the next who asks
+    assert store.assigned("bob") == ["t0000"] and store.assigned("ann") == ["t0000", "t0001",
+                                                                             "t0002"]
+    assert store.next_task("bob") == "t0002"
     with pytest.raises(StoreError, match="t0003 is not assigned to bob"):
         store.submit(Label("t0003", "bob", ranks=[1, 2, 3, 4]))
     progress = store.progress()
@@ -381,7 +385,11 @@ def test_the_label_command_manages_accounts_and_exports(tmp_path, capsys):
     assert "use 1-64 letters" in capsys.readouterr().err
     store.next_task("ann")
     store.submit(Label("t0000", "ann", ranks=[2, 1, 3, 4], critiques=["", "ok", "", ""]))
+    assert store.next_task("ann") == "t0001"
     capsys.readouterr()
+    assert main([str(run_dir), "--release", "ann"]) == 0
+    assert capsys.readouterr().out == "ann: released 1 open task(s): t0001\n"
+    assert store.assigned("ann") == ["t0000"]
     assert main([str(run_dir), "--status", "--export", str(tmp_path / "out")]) == 0
     out = capsys.readouterr().out
     status = json.loads(out[: out.rindex("}\n{") + 1])

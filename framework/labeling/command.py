@@ -4,6 +4,7 @@
     python -m framework label RUN_DIR --add-labeler alice   # an account; prints its secret link
     python -m framework label RUN_DIR --new-link alice      # a new link; the old one stops working
     python -m framework label RUN_DIR --admin-token         # a (new) token for the admin page
+    python -m framework label RUN_DIR --release alice       # alice's open tasks go to others
     python -m framework label RUN_DIR --status              # progress and agreement, as JSON
     python -m framework label RUN_DIR --export DIR          # comparisons, demonstrations, ...
 
@@ -38,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="replace a labeler's token; prints the new link")
     p.add_argument("--admin-token", action="store_true",
                    help="print a new token for the admin page (the previous one stops working)")
+    p.add_argument("--release", action="append", default=[], metavar="NAME",
+                   help="take back a labeler's open (unsubmitted) tasks so others get them")
     p.add_argument("--status", action="store_true", help="print progress and agreement as JSON")
     p.add_argument("--export", metavar="DIR", help="write the labels' exports as JSONL into DIR")
     return p
@@ -83,6 +86,10 @@ def main(argv: Sequence[str]) -> int:
         if args.admin_token:
             token = store.add_account("admin", ADMIN, replace=True)
             print(f"admin\t{login_link(args.host, args.port, token)}")
+        for name in args.release:
+            released = store.release(name)
+            print(f"{name}: released {len(released)} open task(s)"
+                  f"{': ' + ', '.join(released) if released else ''}")
         if args.status:
             from framework.labeling.app.server import admin_figures
 
@@ -101,7 +108,8 @@ def main(argv: Sequence[str]) -> int:
     except OSError as exc:
         print(f"python -m framework label: {exc}", file=sys.stderr)
         return 2
-    if args.add_labeler or args.new_link or args.admin_token or args.status or args.export:
+    if (args.add_labeler or args.new_link or args.admin_token or args.release or args.status
+            or args.export):
         return 0
     return serve(store, path, args.host, args.port)
 

@@ -164,6 +164,16 @@ class SQLiteStore(LabelStore):
                 "SELECT task_id FROM assignments WHERE labeler = ? ORDER BY assigned_at, rowid",
                 (labeler,))]
 
+    def release(self, labeler: str) -> list[str]:
+        with self._connect(write=True) as db:
+            open_ = [t for (t,) in db.execute(
+                "SELECT a.task_id FROM assignments a LEFT JOIN labels l ON l.task_id = "
+                "a.task_id AND l.labeler = a.labeler WHERE a.labeler = ? AND l.task_id IS NULL",
+                (labeler,))]
+            db.executemany("DELETE FROM assignments WHERE task_id = ? AND labeler = ?",
+                           [(t, labeler) for t in open_])
+        return open_
+
     # --- labels
 
     def submit(self, label: Label) -> None:

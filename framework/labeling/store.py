@@ -91,6 +91,10 @@ class LabelStore(ABC):
         """The labeler's tasks in the order they were assigned."""
 
     @abstractmethod
+    def release(self, labeler: str) -> list[str]:
+        """Take back the labeler's open (unsubmitted) tasks, so others get them; returns them."""
+
+    @abstractmethod
     def submit(self, label: Label) -> None:
         """Store a checked label of an assigned task; AlreadyLabeled if this labeler labeled
         it before."""

@@ -9,7 +9,9 @@ same command again continues once `target` of the tasks have all their labels, o
 
 A share `overlap` of the tasks goes to `overlap_labelers` labelers each, for the agreement the
 admin page shows; the others go to one labeler each. Tasks are handed out in order, to whoever
-asks next."""
+asks next. A skip fills the labeler's place on the task (it is kept, with its reason, and casts
+no vote); `python -m framework label RUN_DIR --release NAME` hands a labeler's open tasks to
+others."""
 
 from __future__ import annotations
 
@@ -76,7 +78,7 @@ class HumanLabeler(Labeler):
         store.publish(tasks, self.wanted(tasks), {
             "stage": session.stage, "allow_ties": session.allow_ties,
             "instructions": cfg.instructions, "target": cfg.target})
-        self._create_accounts(store, LABELER)
+        self._create_accounts(store)
         progress = store.progress()
         needed = math.ceil(cfg.target * progress.tasks)
         if progress.complete_tasks >= needed or (cfg.accept_partial and progress.labeled_tasks):
@@ -108,14 +110,15 @@ class HumanLabeler(Labeler):
     def _links_file(self):
         return self.session.output_dir / "labeler_links.txt"
 
-    def _create_accounts(self, store, role: str) -> None:
+    def _create_accounts(self, store) -> None:
         from framework.labeling.links import login_link
+        from framework.labeling.store import LABELER
 
         existing = {a.name for a in store.accounts()}
         new = [str(n) for n in self.config.labelers if str(n) not in existing]
         if not new:
             return
-        lines = [f"{name}\t{login_link(self.config.host, self.config.port, store.add_account(name, role))}\n"
+        lines = [f"{name}\t{login_link(self.config.host, self.config.port, store.add_account(name, LABELER))}\n"
                  for name in new]
         path = self._links_file()
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
