@@ -160,8 +160,8 @@ def _run(cfg) -> None:
     except WaitingForLabels as exc:  # a clean stop: people label, then the run continues
         command = resume_command(run_dir)
         log.warning("%s\nOnce they have labeled, continue with the same command:\n  %s\nor go on "
-                    "now with the tasks labeled so far:\n  %s %s", exc, command, command,
-                    exc.accept_partial_override)
+                    "now with the tasks labeled so far:\n  %s\n  %s", exc, command,
+                    exc.accept_command, command)
         sys.exit(exc.EXIT_STATUS)
     except FrameworkError as exc:
         log.error("%s", exc)

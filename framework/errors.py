@@ -65,6 +65,7 @@ class WaitingForLabels(FrameworkError):
 
     EXIT_STATUS = 3
 
-    def __init__(self, message: str, *, stage: str, accept_partial_override: str):
-        self.stage, self.accept_partial_override = stage, accept_partial_override
+    def __init__(self, message: str, *, stage: str, accept_command: str):
+        # accept_command: what makes the next run go on with the labels there are
+        self.stage, self.accept_command = stage, accept_command
         super().__init__(message)

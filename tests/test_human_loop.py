@@ -69,7 +69,8 @@ def test_run_waits_for_labels_people_label_over_http_and_the_run_continues(
     assert f"python -m framework label {run_dir} --stage label --host 127.0.0.1 --port 8765" in out
     assert f"their links are in {run_dir / 'label' / 'labeler_links.txt'}" in out
     assert "continue with the same command:\n  python -m framework --config-dir" in out
-    assert "stages.label.params.labeler.params.accept_partial=true" in out
+    assert ("or go on now with the tasks labeled so far:\n  python -m framework label "
+            f"{run_dir} --stage label --accept-partial\n  python -m framework --config-dir") in out
     assert "Traceback" not in out
     stages = summary(run_dir)["stages"]
     assert stages["collect"]["status"] == "done"

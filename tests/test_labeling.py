@@ -208,14 +208,16 @@ def test_the_human_labeler_waits_then_accept_partial_goes_on_with_what_is_labele
     run_dir = tmp_path / "run"
     with pytest.raises(WaitingForLabels, match=r"waiting for labels. 0 of \d+ tasks") as waiting:
         run_pipeline(cfg, run_dir, "t")
-    assert waiting.value.accept_partial_override == \
-        "stages.label.params.labeler.params.accept_partial=true"
+    assert waiting.value.accept_command == \
+        f"python -m framework label {run_dir} --stage label --accept-partial"
     store = open_store(run_dir / "label" / "labels.sqlite")
     task_id = store.next_task("ann")
     store.submit(Label(task_id, "ann", ranks=[1, 2, 3], scores=[7, 4, 1]))
     with pytest.raises(WaitingForLabels, match=r"1 labels of"):
         run_pipeline(cfg, run_dir, "t")
-    cfg.stages.label.params.labeler.params.accept_partial = True
+    from framework.labeling.command import main
+
+    assert main([str(run_dir), "--accept-partial"]) == 0  # the config stays as it was
     stages = run_pipeline(cfg, run_dir, "t")["stages"]
     assert stages["collect"]["status"] == "skipped"
     assert stages["label"]["metrics"]["labeled"] == 1

@@ -5,6 +5,7 @@
     python -m framework label RUN_DIR --new-link alice      # a new link; the old one stops working
     python -m framework label RUN_DIR --admin-token         # a (new) token for the admin page
     python -m framework label RUN_DIR --release alice       # alice's open tasks go to others
+    python -m framework label RUN_DIR --accept-partial      # the run goes on with what is labeled
     python -m framework label RUN_DIR --status              # progress and agreement, as JSON
     python -m framework label RUN_DIR --export DIR          # comparisons, demonstrations, ...
 
@@ -41,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print a new token for the admin page (the previous one stops working)")
     p.add_argument("--release", action="append", default=[], metavar="NAME",
                    help="take back a labeler's open (unsubmitted) tasks so others get them")
+    p.add_argument("--accept-partial", action="store_true",
+                   help="let the run's next attempt go on with the tasks labeled so far")
     p.add_argument("--status", action="store_true", help="print progress and agreement as JSON")
     p.add_argument("--export", metavar="DIR", help="write the labels' exports as JSONL into DIR")
     return p
@@ -90,6 +93,11 @@ def main(argv: Sequence[str]) -> int:
             released = store.release(name)
             print(f"{name}: released {len(released)} open task(s)"
                   f"{': ' + ', '.join(released) if released else ''}")
+        if args.accept_partial:
+            store.update_settings({"accept_partial": True})
+            progress = store.progress()
+            print(f"{path.parent.name}: the run's next attempt goes on with the "
+                  f"{progress.labeled_tasks} of {progress.tasks} tasks labeled by then.")
         if args.status:
             from framework.labeling.app.server import admin_figures
 
@@ -108,8 +116,8 @@ def main(argv: Sequence[str]) -> int:
     except OSError as exc:
         print(f"python -m framework label: {exc}", file=sys.stderr)
         return 2
-    if (args.add_labeler or args.new_link or args.admin_token or args.release or args.status
-            or args.export):
+    if (args.add_labeler or args.new_link or args.admin_token or args.release
+            or args.accept_partial or args.status or args.export):
         return 0
     return serve(store, path, args.host, args.port)
 

@@ -84,8 +84,16 @@ class SQLiteStore(LabelStore):
                         f"the collect stage's samples now hold (the samples changed after "
                         f"labeling began). Its labels would be wrong for them: move {self.path} "
                         f"away to label the new samples from scratch.")
-            for key, value in settings.items():
-                db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
+            self._set(db, settings)
+
+    def update_settings(self, settings: dict) -> None:
+        with self._connect(write=True) as db:
+            self._set(db, settings)
+
+    @staticmethod
+    def _set(db, settings: dict) -> None:
+        for key, value in settings.items():
+            db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
 
     def settings(self) -> dict:
         with self._connect() as db:

@@ -57,6 +57,10 @@ class LabelStore(ABC):
         content is refused."""
 
     @abstractmethod
+    def update_settings(self, settings: dict) -> None:
+        """Set these settings, keeping the others."""
+
+    @abstractmethod
     def settings(self) -> dict:
         """What publish() stored: allow_ties, instructions, the stage's name."""
 

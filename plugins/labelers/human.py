@@ -5,7 +5,9 @@ accounts named in `labelers` (their secret links go to STAGE/labeler_links.txt, 
 owner only), and stops the run cleanly: waiting for labels, with the app's command, the progress
 and the command that continues. `python -m framework label RUN_DIR` serves the app. Running the
 same command again continues once `target` of the tasks have all their labels, or at once with
-`accept_partial: true` (what is labeled so far, at least one task).
+what is labeled so far (at least one task) after `python -m framework label RUN_DIR --stage
+STAGE --accept-partial` (recorded in the store, so the config and its hash stay as they were),
+or with `accept_partial: true` in the config.
 
 A share `overlap` of the tasks goes to `overlap_labelers` labelers each, for the agreement the
 admin page shows; the others go to one labeler each. Tasks are handed out in order, to whoever
@@ -81,10 +83,10 @@ class HumanLabeler(Labeler):
         self._create_accounts(store)
         progress = store.progress()
         needed = math.ceil(cfg.target * progress.tasks)
-        if progress.complete_tasks >= needed or (cfg.accept_partial and progress.labeled_tasks):
+        accept = cfg.accept_partial or store.settings().get("accept_partial", False)
+        if progress.complete_tasks >= needed or (accept and progress.labeled_tasks):
             return store.labels()
         run_dir = session.run_dir
-        where = f"stages.{session.stage}.params.labeler.params"
         accounts = [a.name for a in store.accounts() if a.role == LABELER]
         message = (
             f"stage {session.stage}: waiting for labels. {progress.complete_tasks} of "
@@ -98,7 +100,8 @@ class HumanLabeler(Labeler):
             f"Add one: python -m framework label {run_dir} --stage {session.stage} "
             f"--add-labeler NAME; the admin page's token: --admin-token.")
         raise WaitingForLabels(message, stage=session.stage,
-                               accept_partial_override=f"{where}.accept_partial=true")
+                               accept_command=f"python -m framework label {run_dir} --stage "
+                                              f"{session.stage} --accept-partial")
 
     def wanted(self, tasks: Sequence[Task]) -> dict[str, int]:
         """overlap_labelers for the `overlap` share of tasks that hash lowest, else 1."""
