@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 class PolicyTrainingJob:
     """Everything an optimizer gets from the RL stage, typed (settings parsed at planning)."""
 
-    policy: Artifact  # the model to start from; also the frozen reference
+    policy: Artifact  # the model to start from; also the frozen reference unless `reference`
     prompts: Artifact
     reward: Optional[RewardSource]
     pretraining: Optional[Artifact]  # text for a PPO-ptx style term, if any
@@ -41,6 +41,9 @@ class PolicyTrainingJob:
     # adapter_problems); None or kind none: full weights.
     adapter: Optional[AdapterConfig] = None
     stage: str = "rl"  # the RL stage's key in the recipe, for config paths in errors
+    # The frozen KL reference when it is not the starting policy (an iterated round starts from
+    # the previous round's policy and keeps the SFT model as reference); see accepts_reference.
+    reference: Optional[Artifact] = None
 
 
 class Optimizer(Plugin, ABC):
@@ -72,6 +75,17 @@ class Optimizer(Plugin, ABC):
     def uses_reward_model(self) -> bool:
         """Whether this config reads a reward-model checkpoint itself (e.g. to start a critic)."""
         return False
+
+    def accepts_reference(self) -> bool:
+        """Whether it can keep a KL reference other than its starting policy (the job's
+        `reference`). By default the starting policy is the reference."""
+        return False
+
+    def reference_problems(self, adapter: AdapterConfig, where: str, adapter_where: str
+                           ) -> list[str]:
+        """Problems keeping a reference other than the starting policy (wired at `where`) while
+        training with `adapter` (configured at `adapter_where`), each naming the fix."""
+        return []
 
     @abstractmethod
     def train(self, job: PolicyTrainingJob) -> tuple[Artifact, Mapping[str, Any]]:

@@ -92,6 +92,14 @@ class Stage(Plugin, ABC):
         and the fix; checked during planning."""
         return []
 
+    def wiring_problems(self, wiring: Mapping[str, str], adapter: Optional[AdapterConfig],
+                        where: str) -> list[str]:
+        """What cannot work in how the inputs are wired (`wiring`: input -> its ref as written,
+        e.g. {"policy": "rl_1.model", "reference": "sft.model"}) with the stage's adapter (None
+        for a stage that trains no weights), each naming its config path under `where`
+        (stages.NAME); checked during planning, when earlier stages' outputs are refs only."""
+        return []
+
     def memory_workload(self, name: str, hardware: Optional[HardwareConfig] = None
                         ) -> Optional["Workload"]:
         """What the memory planner sizes for this stage (`name` is its key in the recipe): a

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from transformers import AutoModelForCausalLM
 
 from framework.artifacts import MODEL, PROMPTS, TEXT, Artifact
 from framework.errors import ConfigError
@@ -172,3 +173,32 @@ def test_value_model_from_reward_model_copies_the_score_head(tmp_path):
         # the RM's score of a sequence is its value at the last token
         assert torch.allclose(values[0, -1], rm(ids).logits[0, 0], atol=1e-5)
     assert values.shape == (1, 3)
+
+
+def test_the_kl_is_measured_against_a_reference_other_than_the_start(tiny_model_dir, tmp_path):
+    """An iterated round starts from the previous policy and keeps SFT as reference: the logged
+    KL is the sum over response tokens of log pi_start - log pi_ref, with pi_ref the reference
+    checkpoint loaded separately, and the policy's log-probs are the start's."""
+    from conftest import build_tiny_model
+
+    from framework import rollout as R
+
+    other = build_tiny_model(tmp_path / "other", seed=1)  # the reference: other weights
+    tokenizer = load_tokenizer(str(tiny_model_dir))
+    trainer = PPOTrainer(
+        PPOConfig(steps=1, batch_size=4, num_minibatches=1, max_new_tokens=6, save_every=0,
+                  sample_every=0),
+        PPOInputs(policy_path=str(tiny_model_dir), reference_path=str(other), tokenizer=tokenizer,
+                  prompts=[make_prompt(f"Tell me about {t}.", "test") for t in TOPICS],
+                  reward=Repetition(tokenizer), output_dir=tmp_path / "run", seed=0))
+    exp = trainer.make_experience()
+    batch, mask = exp["rollout"], exp["rollout"].response_mask
+    start, reference = (AutoModelForCausalLM.from_pretrained(p).eval()
+                        for p in (tiny_model_dir, other))
+    with torch.no_grad():
+        start_lp = R.response_logprobs(start, batch, trainer.cfg.temperature)
+        ref_lp = R.response_logprobs(reference, batch, trainer.cfg.temperature)
+    torch.testing.assert_close(exp["logprobs"][mask.bool()], start_lp[mask.bool()])
+    expected = ((start_lp - ref_lp) * mask).sum(1).mean().item()
+    assert exp["stats"]["kl"] == pytest.approx(expected, rel=1e-4)
+    assert abs(expected) > 0.1  # two random models (about 0.26 here): not the 0 of start = reference

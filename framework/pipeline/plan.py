@@ -85,6 +85,7 @@ def build_plan(cfg: DictConfig, rows: bool = True) -> list[PlannedStage]:
             continue
         inputs = _wire(name, stage, node.inputs, sources, produced_before, all_stages, problems)
         adapter = _adapter(cfg, name, stage, node, hardware, problems)
+        problems.extend(stage.wiring_problems(dict(node.inputs), adapter, where))
         if len(inputs) == len([k for k in node.inputs if k in stage.accepted_inputs()]):
             try:
                 known = {k: v for k, v in inputs.items() if not isinstance(v, OutputRef)}

@@ -60,6 +60,19 @@ class PPOOptimizer(Optimizer):
     def uses_reward_model(self) -> bool:
         return self.config.value_init == "reward_model"
 
+    def accepts_reference(self) -> bool:
+        return True
+
+    def reference_problems(self, adapter, where: str, adapter_where: str) -> list[str]:
+        """On a shared adapter base the reference is the base with adapters off, which is the
+        starting policy: another reference would need a second base."""
+        if not adapter.enabled:
+            return []
+        return [f"{where}: with adapter kind {adapter.kind!r} PPO's reference is its starting "
+                f"policy (the shared base with the adapters off), so it cannot keep another "
+                f"reference; set {adapter_where}.kind=none to train the RL stage's full weights, "
+                f"or remove {where} to keep the starting policy as reference."]
+
     def memory_workload(self, stage: str, reward=None):
         from framework.memory.specs import PPOWorkload
 
@@ -116,18 +129,21 @@ class PPOOptimizer(Optimizer):
         output_dir = Path(job.output_dir)
         # adapter inputs (LoRA/QLoRA stage outputs) are merged into their bases once, on disk
         policy_path = full_weights_dir(job.policy, output_dir / "start_policy", job.model)
+        reference_path = None if job.reference is None else str(full_weights_dir(
+            job.reference, output_dir / "start_reference", job.model))
         reward_model_path = None if reward_model is None else full_weights_dir(
             reward_model, output_dir / "start_reward_model", job.model)
         tokenizer = load_tokenizer(job.policy.location, job.model)
         prompts = check_prompt_lengths(prompts, tokenizer, cfg.max_prompt_length, job.prompts,
                                        prompts_report, report)
         kwargs = _load_kwargs(job.model, str(policy_path), f"stages.{job.stage}",
-                              str(reward_model_path) if cfg.value_init == "reward_model" else None)
+                              str(reward_model_path) if cfg.value_init == "reward_model" else None,
+                              reference_path)
         trainer = PPOTrainer(cfg, PPOInputs(
             policy_path=policy_path, tokenizer=tokenizer, reward=job.reward, prompts=prompts,
             output_dir=output_dir, seed=job.seed, load_kwargs=kwargs, pretraining=pretraining,
             reward_model_path=reward_model_path, hardware=job.hardware, adapter=adapter,
-            model=job.model, stage=job.stage))
+            model=job.model, stage=job.stage, reference_path=reference_path))
         metrics = trainer.train()
         record_weights("policy", trainer.accelerator.unwrap_model(trainer.policy))  # diagnostics
         policy_dir = trainer.save_policy(output_dir / "policy")
@@ -139,20 +155,25 @@ class PPOOptimizer(Optimizer):
         return Artifact(MODEL, str(policy_dir), {"base": job.policy.location}), metrics
 
 
-def _load_kwargs(model_cfg, policy_path: str, where: str, value_path: str | None) -> dict:
+def _load_kwargs(model_cfg, policy_path: str, where: str, value_path: str | None,
+                 reference_path: str | None = None) -> dict:
     """One set of from_pretrained options serves the policy, its reference and the value model,
     so they must agree on trusting remote code; weights must be safetensors (unless allowed)."""
     from framework.models import check_weights_format, load_kwargs, trusts_remote_code
 
     check_weights_format(policy_path, model_cfg, f"{where}.inputs.policy")
-    if value_path is not None:
-        check_weights_format(value_path, model_cfg, f"{where}.inputs.reward_model")
-        if trusts_remote_code(model_cfg, value_path) != trusts_remote_code(model_cfg, policy_path):
+    others = [(reference_path, "reference", "a local copy of the reference"),
+              (value_path, "reward_model", "optimizer.value_init=policy or a local copy of the "
+                                           "reward model")]
+    for path, name, fix in others:
+        if path is None:
+            continue
+        check_weights_format(path, model_cfg, f"{where}.inputs.{name}")
+        if trusts_remote_code(model_cfg, path) != trusts_remote_code(model_cfg, policy_path):
             raise ConfigError(
-                f"optimizer.value_init=reward_model would run the code of {value_path!r} with "
-                f"trust_remote_code, which model.trust_remote_code enables only for "
-                f"{model_cfg.name_or_path!r} and local checkpoints; use value_init=policy or a "
-                f"local copy of the reward model.")
+                f"{where}.inputs.{name}: loading {path!r} with the policy's options would run "
+                f"its code with trust_remote_code, which model.trust_remote_code enables only "
+                f"for {model_cfg.name_or_path!r} and local checkpoints; use {fix}.")
     return load_kwargs(model_cfg, policy_path)
 
 

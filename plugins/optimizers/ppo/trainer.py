@@ -2,7 +2,9 @@
 
 Models:
   policy     pi, the causal LM being trained
-  reference  pi_ref, a frozen copy of the starting policy; the KL penalty keeps pi near it
+  reference  pi_ref, frozen: the starting policy, or another (reference_path: the SFT model
+             while a later round starts from the previous round's policy); the KL penalty keeps
+             pi near it
   value      V, a separate transformer with a scalar head (see value_model.py)
 
 One step:
@@ -70,7 +72,7 @@ class PPOInputs:
     """What a PPO run trains on, resolved by the optimizer (plugins/optimizers/ppo/__init__.py)
     from the RL stage's job: paths are local full-weight checkpoints, prompts are loaded."""
 
-    policy_path: str  # the starting policy; also the frozen reference
+    policy_path: str  # the starting policy; also the frozen reference unless reference_path
     tokenizer: Any
     prompts: list[Prompt]
     reward: RewardSource
@@ -83,6 +85,7 @@ class PPOInputs:
     adapter: Optional[AdapterConfig] = None  # lora/qlora: one shared base (shared_base.py)
     model: ModelConfig = field(default_factory=ModelConfig)  # loading options (dtype, ...)
     stage: str = "rl"  # the stage's key in the recipe, for config paths in errors
+    reference_path: Optional[str] = None  # a full-weight reference other than the start
 
 
 class PPOTrainer:
@@ -110,11 +113,16 @@ class PPOTrainer:
 
         self.shared = None  # the peft model whose one base serves policy, reference and value
         if adapter is not None and adapter.enabled:
+            if inputs.reference_path is not None:  # planning refuses it first (reference_problems)
+                raise ConfigError(f"{self.where}.inputs.reference: PPO on a shared adapter base "
+                                  f"keeps its starting policy as reference; train full weights "
+                                  f"({self.where}.adapter.kind=none) to keep another.")
             trainable = self._shared_base_models(policy_path, adapter, model_cfg, hardware,
                                                  load_kwargs, resume_from)
         else:
             trainable = self._separate_models(policy_path, load_kwargs, resume_from,
-                                              inputs.reward_model_path)
+                                              inputs.reward_model_path,
+                                              inputs.reference_path or policy_path)
         self.trainable = trainable  # "policy"/"value" -> the parameters each optimizer steps
         self.optimizers = {
             "policy": adamw(trainable["policy"], config.learning_rate),
@@ -154,11 +162,12 @@ class PPOTrainer:
             self.writer = SummaryWriter(str(self.output_dir / "tensorboard"),
                                         purge_step=self.step + 1 if self.step else None)
 
-    def _separate_models(self, policy_path, load_kwargs, resume_from, reward_model_path) -> dict:
+    def _separate_models(self, policy_path, load_kwargs, resume_from, reward_model_path,
+                         reference_path) -> dict:
         """Full fine-tuning: policy, frozen reference and value are three networks."""
         start = resume_from / "policy" if resume_from else policy_path
         self.policy = AutoModelForCausalLM.from_pretrained(start, **load_kwargs)
-        self.reference = AutoModelForCausalLM.from_pretrained(policy_path, **load_kwargs)
+        self.reference = AutoModelForCausalLM.from_pretrained(reference_path, **load_kwargs)
         self.reference.requires_grad_(False)
         if self.cfg.value_init == "reward_model":
             self.value = ValueModel.from_reward_model(reward_model_path, **load_kwargs)

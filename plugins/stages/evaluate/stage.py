@@ -120,13 +120,16 @@ class EvaluateStage(Stage):
         if "prompts" in inputs:
             check_held_out(inputs["prompts"], f"{where}.inputs.prompts", "the evaluation is",
                            "another prompt source")
-        if self.config.pairwise and "comparisons" not in inputs:
-            raise ConfigError(f"{where}.inputs.comparisons: params.pairwise "
-                              f"{self.config.pairwise} needs held-out comparisons; wire one "
-                              f"(e.g. comparisons: data.comparisons) or set pairwise: [].")
-        if self.config.pairwise:
+        if self.config.pairwise and "comparisons" in inputs:  # a data source; a stage's: at run
             check_held_out(inputs["comparisons"], f"{where}.inputs.comparisons",
                            "pairwise accuracy is", f"{where}.params.pairwise=[]")
+
+    def wiring_problems(self, wiring, adapter, where: str) -> list[str]:
+        if self.config.pairwise and "comparisons" not in wiring:
+            return [f"{where}.inputs.comparisons: params.pairwise {self.config.pairwise} needs "
+                    f"held-out comparisons; wire one (e.g. comparisons: data.comparisons) or "
+                    f"set pairwise: []."]
+        return []
 
     # ---------------------------------------------------------------------------------- run
     def run(self, inputs: Mapping[str, Artifact], ctx: StageContext) -> StageResult:

@@ -26,7 +26,11 @@ class RLStage(Stage):
     # (framework.plugin_spec: a port is fed by the stage input of its name unless its spec's
     # `inputs` names another), so several reward models, a judge model, ... can be wired.
     inputs = {
-        "policy": Port((MODEL,), doc="the policy to start from; also the frozen reference"),
+        "policy": Port((MODEL,), doc="the policy to start from; also the frozen reference "
+                                     "unless `reference` is wired"),
+        "reference": Port((MODEL,), required=False,
+                          doc="the frozen KL reference, if not the policy (an iterated round: "
+                              "start from the previous round's policy, keep SFT as reference)"),
         "prompts": Port((PROMPTS,), doc="rollout prompts; the eval split is used for reporting"),
         "reward_model": Port((REWARD_MODEL,), required=False,
                              doc="for a reward source or a critic that reads a reward model"),
@@ -84,6 +88,13 @@ class RLStage(Stage):
     def memory_workload(self, name: str, hardware=None):
         return self.optimizer.memory_workload(name, self.config.reward)
 
+    def wiring_problems(self, wiring, adapter, where: str) -> list[str]:
+        reference = wiring.get("reference")
+        if reference is None or reference == wiring.get("policy") or adapter is None:
+            return []
+        return self.optimizer.reference_problems(adapter, f"{where}.inputs.reference",
+                                                 f"{where}.adapter")
+
     def _source_inputs(self) -> dict[str, bool]:
         """Stage inputs the reward sources read -> whether one of them requires it."""
         needs: dict[str, bool] = {}
@@ -102,6 +113,8 @@ class RLStage(Stage):
 
     def accepted_inputs(self) -> set[str]:
         accepted = {"policy", "prompts"} | set(self._source_inputs())
+        if self.optimizer.accepts_reference():
+            accepted.add("reference")
         if self.optimizer.uses_reward_model():
             accepted.add("reward_model")
         if self.optimizer.uses_pretraining():
@@ -109,6 +122,9 @@ class RLStage(Stage):
         return accepted
 
     def unused_input_reason(self, name: str) -> str:
+        if name == "reference":
+            return (f"optimizer {self.config.optimizer.name!r} keeps its starting policy as the "
+                    f"KL reference")
         if name == "pretraining":
             return (f"optimizer {self.config.optimizer.name!r} does not use pretraining text with "
                     f"these params; for PPO-ptx set params.optimizer.params.ptx_coef > 0")
@@ -145,22 +161,28 @@ class RLStage(Stage):
                                                report.source("prompts"))
         eval_prompts = eval_prompts[: self.config.evaluation.num_prompts]
         calibrate = self.reward is not None and self.reward.needs_calibration
-        before, after = {}, {}
-        if calibrate or eval_prompts:
+        reference = inputs.get("reference", inputs["policy"])  # the frozen KL reference
+        separate = reference.location != inputs["policy"].location
+        before, after, start = {}, {}, None
+        if eval_prompts or (calibrate and not separate):
             start = _load_policy(inputs["policy"], ctx)  # once, for both; freed before training
-            if calibrate:
-                self._calibrate(start, tokenizer, train_prompts, ctx)
+        if calibrate:  # on the reference's samples: the SFT policy's, as InstructGPT does
+            self._calibrate(_load_policy(reference, ctx, "reference") if separate else start,
+                            tokenizer, train_prompts, ctx)
+        if eval_prompts:
             before = self._evaluate(start, None, tokenizer, eval_prompts, scorers, ctx, "before")
-            del start
+        del start
         job = PolicyTrainingJob(
             policy=inputs["policy"], prompts=inputs["prompts"], reward=self.reward,
             pretraining=inputs.get("pretraining"), output_dir=ctx.output_dir, seed=ctx.seed,
             model=ctx.model, reward_model=inputs.get("reward_model"), hardware=ctx.hardware,
             data_report=report, adapter=ctx.adapter, stage=ctx.name,
+            reference=reference if separate else None,
         )
         policy, train_metrics = self.optimizer.train(job)
         if eval_prompts:
-            after = self._evaluate(_load_policy(policy, ctx), _load_policy(inputs["policy"], ctx),
+            after = self._evaluate(_load_policy(policy, ctx),
+                                   _load_policy(reference, ctx, "reference"),
                                    tokenizer, eval_prompts, scorers, ctx, "after")
 
         metrics: dict[str, Any] = {}
@@ -189,7 +211,7 @@ class RLStage(Stage):
         return result
 
     def _calibrate(self, model, tokenizer, prompts, ctx) -> None:
-        """Normalize the reward on samples of the starting (SFT) policy, as InstructGPT does."""
+        """Normalize the reward on samples of the reference (SFT) policy, as InstructGPT does."""
         from framework_plugins.stages.rl.evaluation import sample_all
 
         n = self.reward.calibration_size
@@ -201,8 +223,8 @@ class RLStage(Stage):
         stats = self.reward.calibrate(chosen, responses)  # on every process: the same samples
         if is_main_process():
             write_json_atomic(ctx.output_dir / "reward_calibration.json", stats)
-        ctx.logger.info("reward normalized on %d SFT samples: %s", n, stats)
+        ctx.logger.info("reward normalized on %d samples of the reference policy: %s", n, stats)
 
 
-def _load_policy(artifact: Artifact, ctx: StageContext):
-    return load_policy(artifact, ctx.model, ctx.hardware, f"stages.{ctx.name}.inputs.policy")
+def _load_policy(artifact: Artifact, ctx: StageContext, name: str = "policy"):
+    return load_policy(artifact, ctx.model, ctx.hardware, f"stages.{ctx.name}.inputs.{name}")
