@@ -44,6 +44,8 @@ def test_every_group_option_composes_with_every_recipe(recipe, group_option):
     cfg = compose_with(f"+recipe={recipe}", f"{group}={option}")
     if group == "adapter":  # the rl stage trains full weights until PPO takes adapters
         rl = [f"stages.{n}.adapter.kind=none" for n, s in cfg.stages.items() if s.plugin == "rl"]
+        rl += [f"rounds.stages.{n}.adapter.kind=none" for n, s in cfg.rounds.stages.items()
+               if s.plugin == "rl"]
         cfg = compose_with(f"+recipe={recipe}", f"{group}={option}", *rl)
     assert cfg[group] is not None
     if not cfg.model.name_or_path.startswith("embedded:") and group == "model":

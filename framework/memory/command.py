@@ -41,6 +41,7 @@ from framework.memory.specs import (
 )
 from framework.memory.hardware import hardware_spec, ppo_hardware
 from framework.pipeline.large_models import apply_large_model_adapter
+from framework.pipeline.rounds import expand_rounds
 from framework.models.dtypes import dtype_name
 from framework.models.shape import read_model_shape
 
@@ -189,6 +190,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         shape = read_model_shape(cfg.model.name_or_path, revision=cfg.model.revision,
                                  trust_remote_code=bool(cfg.model.trust_remote_code))
         apply_large_model_adapter(cfg)  # the profile's adapter for a model this large
+        cfg = expand_rounds(cfg)  # rounds.stages -> the stages NAME_1, NAME_2, ...
         adapter, per_stage = adapter_specs(cfg, args)
         hw = hardware_spec(cfg, args, args.dtype or model_dtype(cfg, shape.dtype))
         estimates, unplanned = plan(cfg, adapter, hw, shape, per_stage,

@@ -19,6 +19,7 @@ from framework.artifacts import MODEL, Artifact
 from framework.common.files import read_json, write_json_atomic
 from framework.common.redact import redact
 from framework.pipeline.fingerprints import differences, fingerprint, local_path
+from framework.pipeline.rounds import metric_table
 
 MANIFEST = "manifest.json"
 SUMMARY = "summary.json"
@@ -129,4 +130,6 @@ def write_summary(run_dir: Path, summary: dict) -> None:
             **entry,
             "artifacts": {k: _portable(a.location, run_dir) for k, a in entry["artifacts"].items()},
         }
+    if "round_metrics" in summary:  # an iterated recipe: its figures per round (rounds.py)
+        out["rounds"] = metric_table(summary["round_metrics"], out["stages"])[0]
     write_json_atomic(run_dir / SUMMARY, redact(out))

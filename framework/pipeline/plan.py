@@ -24,6 +24,7 @@ from framework.models.adapters import AdapterConfig, parse_adapter, stage_adapte
 from framework.models.config import ModelConfig
 from framework.models.embedded import check_embedded
 from framework.models.loading import DTYPES, check_local_config, check_weights_format
+from framework.pipeline.rounds import expand_rounds
 from framework.stage import Stage
 
 
@@ -59,6 +60,10 @@ def build_plan(cfg: DictConfig, rows: bool = True) -> list[PlannedStage]:
     process: its parent planned the same config)."""
     problems: list[str] = []
     _unknown_keys(cfg, problems)
+    try:
+        cfg = expand_rounds(cfg)  # rounds.stages -> ordinary stages NAME_1, NAME_2, ...
+    except ConfigError as exc:
+        raise ConfigError(problems + exc.problems) from None
     sources = _external_sources(cfg, problems, rows)
     hardware = _check_hardware(cfg, problems)
     model_config = _model_config(cfg, problems)
@@ -175,7 +180,8 @@ def _check_hardware(cfg: DictConfig, problems: list[str]):
 def _unknown_keys(cfg: DictConfig, problems: list[str]) -> None:
     """Keys added with Hydra's `++` skip the schema check of composition; a typo there would be
     ignored silently (`++model.dtyp=bfloat16`). `adapter` and `hardware` check their own."""
-    from framework.pipeline.schema import RootConfig, StageNode
+    from framework.pipeline.schema import (
+        RootConfig, RoundsConfig, RoundsSummary, StageNode, StageTemplate)
 
     def check(node, schema, where: str) -> None:
         if not isinstance(node, DictConfig):
@@ -194,6 +200,12 @@ def _unknown_keys(cfg: DictConfig, problems: list[str]) -> None:
         check(node, DataSourceConfig, f"data.{name}.")
     for name, node in (cfg.get("stages") or {}).items():
         check(node, StageNode, f"stages.{name}.")
+    rounds = cfg.get("rounds")
+    check(rounds, RoundsConfig, "rounds.")
+    if isinstance(rounds, DictConfig):
+        check(rounds.get("summary"), RoundsSummary, "rounds.summary.")
+        for name, node in (rounds.get("stages") or {}).items():
+            check(node, StageTemplate, f"rounds.stages.{name}.")
 
 
 def _external_sources(cfg: DictConfig, problems: list[str], rows: bool = True) -> dict[str, Artifact]:

@@ -22,6 +22,7 @@ from framework.pipeline.manifest import (
     write_manifest, write_summary)
 from framework.common.redact import redacted_config, remember_secrets
 from framework.pipeline.plan import OutputRef, PlannedStage, build_plan
+from framework.pipeline.rounds import log_rounds, metric_paths
 from framework.pipeline.run_lock import run_dir_lock
 from framework.stage import StageContext, StageResult
 
@@ -51,6 +52,8 @@ def _run_plan(plan: list[PlannedStage], cfg: DictConfig, run_dir: Path, recipe: 
     if leader:
         write_text_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(redacted_config(cfg)))
     summary = {"recipe": recipe, "stages": {}}
+    if cfg.get("rounds") and cfg.rounds.get("stages"):  # summary.json's per-round table
+        summary["round_metrics"] = metric_paths(cfg.rounds)
     produced: dict[str, dict[str, Artifact]] = {}
     previous_hash = ""
     upstream_ran = False  # once a stage runs, its outputs are new: every later stage re-runs
@@ -73,6 +76,8 @@ def _run_plan(plan: list[PlannedStage], cfg: DictConfig, run_dir: Path, recipe: 
                 raise TrainingInterrupted(
                     f"stopped by {name} after stage {planned.name!r} finished; "
                     f"{plan[i + 1].name!r} and later stages did not start.", signal_name=name)
+    if "round_metrics" in summary:
+        log_rounds(summary)
     return summary
 
 

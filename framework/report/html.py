@@ -92,6 +92,7 @@ def render(runs: Sequence[RunData], figures: dict[str, bytes], samples: int) -> 
             page.add(f"<h2 id=\"run-{i}\">Run {escape(run.label)}</h2>")
         for evaluation in run.evaluations:
             _glance(page, i, evaluation)
+        _rounds(page, i, run)
         _stages(page, i, run)
         for evaluation in run.evaluations:
             _evaluation(page, i, evaluation, figures)
@@ -144,6 +145,21 @@ def _glance(page: Page, i: int, ev: Evaluation) -> None:
                  + " held-out prompts &times; "
                  + page.number(i, [*root, "samples_per_prompt"], m["samples_per_prompt"], "span")
                  + f" samples each, stage <code>{escape(ev.stage)}</code>.</div>")
+
+
+def _rounds(page: Page, i: int, run: RunData) -> None:
+    """An iterated recipe's summary.json `rounds` table (framework/pipeline/rounds.py): round 0
+    is the policy round 1 starts from."""
+    rows = run.summary.get("rounds") or []
+    if not rows:
+        return
+    keys = list(dict.fromkeys(k for row in rows for k in row if k != "round"))
+    body = "".join(
+        f"<tr><td>{escape(str(row['round']))}</td>"
+        + "".join(page.number(i, ["rounds", r, k], row.get(k)) for k in keys) + "</tr>"
+        for r, row in enumerate(rows))
+    page.add("<h2>Rounds</h2><table class=\"rounds\"><tr><th>round</th>"
+             + "".join(f"<th>{escape(k)}</th>" for k in keys) + "</tr>" + body + "</table>")
 
 
 def _stages(page: Page, i: int, run: RunData) -> None:

@@ -1,7 +1,9 @@
 """The collect stage: K responses per prompt from a policy, the tasks labelers will rank.
 
 Prompts come from the prompt source's training split (`num_prompts` of them; the held-out split
-stays for evaluation). Every response is sampled with the stage's seed; a response identical to
+stays for evaluation); with `new_prompts_each_round`, round r takes the `num_prompts` after those
+of rounds 1..r-1, so no two rounds label the same prompt (InstructGPT's rounds collected new
+prompts). Every response is sampled with the stage's seed; a response identical to
 one already sampled for its prompt is sampled again, up to `resample_tries` times, and then
 dropped, and a prompt left with fewer than 2 distinct responses is dropped; both are counted in
 the metrics. The tasks (tasks.jsonl) carry their provenance: the policy, the round, the seed and
@@ -30,6 +32,7 @@ class CollectConfig:
     batch_size: int = 16
     resample_tries: int = 2  # a duplicate response is sampled again this many times
     round: int = 1  # which round of an iterated run these samples belong to
+    new_prompts_each_round: bool = False  # round r: training prompts (r-1)n .. rn-1
 
 
 class CollectStage(Stage):
@@ -50,6 +53,34 @@ class CollectStage(Stage):
                               f"sampling), got {config.temperature}.")
         return config
 
+    def check(self, inputs: Mapping[str, Artifact], where: str) -> None:
+        """Enough training prompts for this round, where planning reads rows (local and builtin
+        sources; a hub data set is counted when the stage runs)."""
+        from framework.data.sources import BUILTIN_PREFIX, is_local
+
+        source = inputs.get("prompts")
+        if not self.config.new_prompts_each_round or source is None or not (
+                source.location.startswith(BUILTIN_PREFIX) or is_local(source.location)):
+            return
+        from framework.evaluation.prompts import prompt_splits
+
+        train, _ = prompt_splits(source, f"{where}.inputs.prompts")
+        self._first_prompt(len(train), where)
+
+    def _first_prompt(self, available: int, where: str) -> int:
+        """Where this round's prompts start in the training split."""
+        cfg = self.config
+        if not cfg.new_prompts_each_round:
+            return 0
+        first = (cfg.round - 1) * cfg.num_prompts
+        if first + cfg.num_prompts > available:
+            raise ConfigError(
+                f"{where}.params: round {cfg.round} needs training prompts {first} to "
+                f"{first + cfg.num_prompts - 1}, but the training split has {available}; lower "
+                f"num_prompts, or set new_prompts_each_round: false to sample the same prompts "
+                f"every round.")
+        return first
+
     def run(self, inputs: Mapping[str, Artifact], ctx: StageContext) -> StageResult:
         from framework.evaluation import sampling
         from framework.evaluation.policies import load_policy
@@ -58,7 +89,8 @@ class CollectStage(Stage):
 
         cfg, where = self.config, f"stages.{ctx.name}"
         prompts, _ = prompt_splits(inputs["prompts"], f"{where}.inputs.prompts")
-        prompts = prompts[: cfg.num_prompts]
+        first = self._first_prompt(len(prompts), where)
+        prompts = prompts[first: first + cfg.num_prompts]
         if not prompts:
             raise ConfigError(f"{where}.inputs.prompts: the training split is empty.")
         tokenizer = load_tokenizer(inputs["policy"].location, ctx.model)

@@ -33,7 +33,9 @@ class LabelConfig:
 
 class LabelStage(Stage):
     Config = LabelConfig
-    inputs = {"samples": Port((SAMPLES,), doc="the collect stage's tasks")}
+    inputs = {"samples": Port((SAMPLES,), doc="the collect stage's tasks"),
+              "earlier": Port((COMPARISONS,), required=False,
+                              doc="earlier rounds' comparisons, carried into the output (carry.py)")}
     outputs = {"comparisons": COMPARISONS, "demonstrations": DEMONSTRATIONS}
     launched = False  # once, in the pipeline's process: a labeler may talk to people
 
@@ -93,9 +95,17 @@ class LabelStage(Stage):
                    "labelers": sorted({label.labeler for label in labels})}
         ctx.logger.info("label: %s", metrics)
         split = {"eval_fraction": cfg.eval_fraction} if cfg.eval_fraction else {}
+        comparisons = Artifact(COMPARISONS, str(out / "comparisons.jsonl"),
+                               {"format": "pairs", **split})
+        if "earlier" in inputs:  # every comparison so far, for this round's reward model
+            from framework_plugins.stages.label.carry import carry
+
+            comparisons, so_far = carry(inputs["earlier"], tasks, labels, cfg.eval_fraction,
+                                        out / "comparisons_so_far", where)
+            metrics["so_far"] = so_far
+            ctx.logger.info("label: comparisons so far %s", so_far)
         return StageResult(metrics, {
-            "comparisons": Artifact(COMPARISONS, str(out / "comparisons.jsonl"),
-                                    {"format": "pairs", **split}),
+            "comparisons": comparisons,
             "demonstrations": Artifact(DEMONSTRATIONS, str(out / "demonstrations.jsonl"),
                                        {"format": "prompt_completion"})})
 
