@@ -267,3 +267,15 @@ def test_a_failing_report_does_not_fail_the_finished_run(tmp_path, monkeypatch, 
         write_run_report(tmp_path)  # returns: the run's exit status is the stages'
     assert "the report was not written (RuntimeError: no fonts); the run finished" in caplog.text
     assert f"python -m framework report {tmp_path}" in caplog.text
+
+
+def test_a_metric_a_policy_lacks_is_drawn_as_none_not_a_crash():
+    from framework.report import plots
+
+    row = {"labeler": 1.0, "kl": 0.0, "response_length": 5.0, "distinct_2": 0.5,
+           "self_bleu": None, "entropy": 1.0}  # self-BLEU of one sample per prompt
+    figure = plots.evaluation({"sft": row, "rl": {**row, "labeler": 2.0}}, ["labeler"],
+                              {"rl": {"win_rate": 0.75, "ci_low": 0.5, "ci_high": 0.9}}, "sft")
+    assert plots.png(figure).startswith(b"\x89PNG")
+    [ax] = [a for a in figure.axes if a.get_title() == "self_bleu"]
+    assert [t.get_text() for t in ax.texts] == ["n/a", "n/a"]

@@ -81,8 +81,12 @@ def evaluation(table: dict, scorers: Sequence[str], win_rates: dict, baseline: s
                 ax.axhline(0.5, color="#444444", linewidth=1, linestyle="--")
                 ax.set_ylim(0, 1)
                 ax.set_title(f"win rate vs {baseline}")
-            else:
-                ax.bar(policies, [table[p][key] for p in policies], color=colours)
+            else:  # a metric a policy lacks (self-BLEU of one sample per prompt) is no bar
+                values = [table[p].get(key) for p in policies]
+                ax.bar(policies, [0.0 if v is None else v for v in values], color=colours)
+                for i, v in enumerate(values):
+                    if v is None:
+                        ax.text(i, 0, "n/a", ha="center", va="bottom", fontsize=8)
                 ax.set_title(key)
         figure.suptitle("evaluation on held-out prompts", fontweight="bold")
     return figure
