@@ -403,3 +403,27 @@ def test_the_label_command_manages_accounts_and_exports(tmp_path, capsys):
         capsys.readouterr().err
     assert main([str(run_dir), "--stage", "label_3"]) == 2
     assert "label stages with a store here: label_1, label_2" in capsys.readouterr().err
+
+
+def test_an_abandoned_task_goes_to_the_next_labeler_after_its_lease(tmp_path, monkeypatch):
+    from framework.labeling import sqlite_store
+
+    class Clock:
+        now = 1000.0
+
+        @classmethod
+        def time(cls):
+            return cls.now
+
+    monkeypatch.setattr(sqlite_store, "time", Clock)
+    store, _ = make_store(tmp_path, make_tasks(2), labelers=["ann", "bob", "cat"])
+    store.update_settings({"lease_seconds": 60})
+    assert store.next_task("ann") == "t0000"
+    Clock.now += 59
+    assert store.next_task("bob") == "t0001"  # ann's place on t0000 still holds
+    Clock.now += 2
+    assert store.next_task("cat") == "t0000"  # ann's lease ran out
+    store.submit(Label("t0000", "cat", ranks=[1, 2, 3, 4]))
+    store.submit(Label("t0000", "ann", ranks=[2, 1, 3, 4]))  # late, and still kept
+    assert [(r.label.labeler, r.seconds) for r in store.records()] == [("cat", 0.0), ("ann", 61.0)]
+    assert store.progress().complete_tasks == 1

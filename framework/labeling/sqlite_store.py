@@ -151,11 +151,18 @@ class SQLiteStore(LabelStore):
                 (labeler,)).fetchone()
             if open_:
                 return open_[0]
+            # a place on a task is taken by a label, or by an assignment younger than the
+            # lease; an older open one stays its labeler's (they may still submit) but no
+            # longer holds the place, so an abandoned task goes to the next who asks
+            lease = db.execute("SELECT value FROM meta WHERE key = 'lease_seconds'").fetchone()
+            since = time.time() - json.loads(lease[0]) if lease else float("-inf")
             row = db.execute(
                 "SELECT t.task_id FROM tasks t WHERE "
-                "(SELECT COUNT(*) FROM assignments a WHERE a.task_id = t.task_id) < t.wanted "
+                "(SELECT COUNT(*) FROM assignments a LEFT JOIN labels l ON l.task_id = "
+                "a.task_id AND l.labeler = a.labeler WHERE a.task_id = t.task_id AND "
+                "(l.task_id IS NOT NULL OR a.assigned_at > ?)) < t.wanted "
                 "AND NOT EXISTS (SELECT 1 FROM assignments a WHERE a.task_id = t.task_id "
-                "AND a.labeler = ?) ORDER BY t.position LIMIT 1", (labeler,)).fetchone()
+                "AND a.labeler = ?) ORDER BY t.position LIMIT 1", (since, labeler)).fetchone()
             if row is None:
                 return None
             db.execute("INSERT INTO assignments VALUES (?, ?, ?)", (row[0], labeler, time.time()))

@@ -85,7 +85,9 @@ class LabelStore(ABC):
     @abstractmethod
     def next_task(self, labeler: str) -> Optional[str]:
         """The labeler's open assignment, else a new one: the first task that still wants a
-        labeler and is not theirs yet. None when nothing is left for them."""
+        labeler and is not theirs yet. An open assignment older than the `lease_seconds`
+        setting no longer counts as a place taken (its labeler may still submit). None when
+        nothing is left for them."""
 
     @abstractmethod
     def is_assigned(self, task_id: str, labeler: str) -> bool: ...

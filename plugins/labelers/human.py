@@ -13,7 +13,8 @@ A share `overlap` of the tasks goes to `overlap_labelers` labelers each, for the
 admin page shows; the others go to one labeler each. Tasks are handed out in order, to whoever
 asks next. A skip fills the labeler's place on the task (it is kept, with its reason, and casts
 no vote); `python -m framework label RUN_DIR --release NAME` hands a labeler's open tasks to
-others."""
+others at once, and `lease_minutes` after it was opened an unsubmitted task goes to the next
+labeler who asks anyway (the first may still submit: a label is never refused for that)."""
 
 from __future__ import annotations
 
@@ -40,6 +41,8 @@ class HumanConfig:
     overlap: float = 0.0  # the share of tasks labeled by several labelers (agreement)
     overlap_labelers: int = 2
     labelers: list = field(default_factory=list)  # accounts created on the first run
+    # an opened task not submitted within this long also goes to the next labeler who asks
+    lease_minutes: float = 60.0
     instructions: str = INSTRUCTIONS
     host: str = "127.0.0.1"  # where `python -m framework label` serves, for the printed URL
     port: int = 8765
@@ -57,6 +60,8 @@ class HumanLabeler(Labeler):
         if not 0 <= cfg.overlap <= 1:
             raise ConfigError(f"{where}.overlap: a share of the tasks in [0, 1], got "
                               f"{cfg.overlap}.")
+        if cfg.lease_minutes <= 0:
+            raise ConfigError(f"{where}.lease_minutes: must be > 0, got {cfg.lease_minutes}.")
         if cfg.overlap and cfg.overlap_labelers < 2:
             raise ConfigError(f"{where}.overlap_labelers: at least 2 for agreement, got "
                               f"{cfg.overlap_labelers}.")
@@ -79,7 +84,8 @@ class HumanLabeler(Labeler):
         store = open_store(session.output_dir / STORE_FILE)
         store.publish(tasks, self.wanted(tasks), {
             "stage": session.stage, "allow_ties": session.allow_ties,
-            "instructions": cfg.instructions, "target": cfg.target})
+            "instructions": cfg.instructions, "target": cfg.target,
+            "lease_seconds": 60 * cfg.lease_minutes})
         self._create_accounts(store)
         progress = store.progress()
         needed = math.ceil(cfg.target * progress.tasks)
