@@ -207,6 +207,12 @@ class SQLiteStore(LabelStore):
                                      f"{label.labeler}; a label cannot be changed once "
                                      f"submitted.") from None
 
+    def label(self, task_id: str, labeler: str) -> Optional[Label]:
+        with self._connect() as db:
+            row = db.execute("SELECT body FROM labels WHERE task_id = ? AND labeler = ?",
+                             (task_id, labeler)).fetchone()
+        return Label(**json.loads(row[0])) if row else None
+
     def records(self) -> list[LabelRecord]:
         with self._connect() as db:
             rows = db.execute("SELECT body, submitted_at, seconds FROM labels "

@@ -106,6 +106,10 @@ class LabelStore(ABC):
         it before."""
 
     @abstractmethod
+    def label(self, task_id: str, labeler: str) -> Optional[Label]:
+        """The labeler's label of the task, if submitted."""
+
+    @abstractmethod
     def records(self) -> list[LabelRecord]:
         """Every stored label, in submission order."""
 

@@ -216,8 +216,7 @@ def create_app(store: LabelStore, *, max_body_bytes: int = 256 * 1024) -> FastAP
     def task_page(request: Request, task_id: str):
         account = labeler_only(cookie_account(request))
         task = assigned_task(task_id, account)
-        submitted = next((r.label for r in store.records() if r.label.task_id == task_id
-                          and r.label.labeler == account.name), None)
+        submitted = store.label(task_id, account.name)
         order = display_order(task, account.name, secret)
         settings = store.settings()
         messages = (task.prompt if isinstance(task.prompt, list)

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Sequence
 
 from framework.artifacts import COMPARISONS, Artifact
-from framework.common import distributed
 from framework.common.files import write_text_atomic
 from framework.labeling.export import comparison_rows
 from framework.labeling.tasks import Label, Task
@@ -39,9 +38,8 @@ def carry(earlier: Artifact, tasks: Sequence[Task], labels: Sequence[Label],
         [r for r in new_eval if _key(r) in trained]
     test = old_eval + [r for r in new_eval if _key(r) not in trained] + \
         [r for r in new_train if _key(r) in held_out]
-    if distributed.is_main_process():
-        _write(folder / TRAIN, train)
-        _write(folder / TEST, test)
+    _write(folder / TRAIN, train)
+    _write(folder / TEST, test)
     metrics = {"earlier_pairs": len(old_train) + len(old_eval), "train_pairs": len(train),
                "eval_pairs": len(test)}
     meta = {"format": "pairs", **({"eval_split": "test"} if test else {})}

@@ -6,17 +6,14 @@ with its labeler and task ids; critiques.jsonl and scores.jsonl hold those per r
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from framework import plugins
 from framework.artifacts import COMPARISONS, DEMONSTRATIONS, SAMPLES, Artifact, Port
-from framework.common import distributed
-from framework.common.files import write_text_atomic
 from framework.errors import ConfigError, DataError
 from framework.hardware.config import device
-from framework.labeling.export import EXPORTS, write_exports
+from framework.labeling.export import write_exports
 from framework.labeling.labeler import LabelSession
 from framework.labeling.tasks import check_label, read_tasks
 from framework.plugin_spec import NestedPlugin, PluginSpec, bind, parse_spec, stage_ports
@@ -85,8 +82,7 @@ class LabelStage(Stage):
             check_label(label, known[label.task_id], where, cfg.allow_ties)
         labeled = {label.task_id for label in labels if not label.skipped}
         out = ctx.output_dir
-        counts = (write_exports(out, tasks, labels) if distributed.is_main_process()
-                  else {n: len(f(tasks, labels)) for n, f in EXPORTS.items()})
+        counts = write_exports(out, tasks, labels)  # one process: the stage is not launched
         metrics = {"tasks": len(tasks), "labeled": len(labeled),
                    "skipped": sum(1 for label in labels if label.skipped),
                    "comparison_pairs": counts["comparisons.jsonl"],
@@ -109,6 +105,3 @@ class LabelStage(Stage):
             "demonstrations": Artifact(DEMONSTRATIONS, str(out / "demonstrations.jsonl"),
                                        {"format": "prompt_completion"})})
 
-
-def _write_jsonl(path, rows) -> None:
-    write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in rows))
