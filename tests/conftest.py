@@ -16,6 +16,23 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 
+@pytest.fixture(autouse=True)
+def root_logging_restored():
+    """A run in this process (framework.cli.main) has Hydra add a file handler for the run's
+    log to the root logger; it must not outlive the test, whose folder is removed when it passes
+    (tmp_path_retention_policy), or every later log record fails to reopen that file."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    for handler in root.handlers:
+        if handler not in handlers:
+            handler.close()
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
 def build_tiny_model(path: Path, *, layers: int = 2, hidden: int = 64, seed: int = 0) -> Path:
     """Save a tiny random Llama causal LM with the SmolLM2 tokenizer at `path`."""
     import torch
